@@ -1,0 +1,91 @@
+"""The base class every acquisition function inherits, and the pool context it reads.
+
+Indices are always indices into the full training set: the pool, the labeled set and the
+selection. `select` checks its arguments and its own result, so every function returns exactly
+`k` unique pool indices or raises.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from robustal.errors import ConfigError, PoolExhaustedError, RobustALError
+from robustal.models.base import Classifier
+
+SCORING_BATCH_SIZE = 1000
+
+
+@dataclass
+class PoolContext:
+    """What an acquisition function may look at.
+
+    ``images`` is the whole training set (uint8, N x C x H x W); ``labeled_indices`` index into
+    it; ``batch_size`` bounds how many samples are scored at once (memory stays bounded).
+    """
+
+    model: Classifier
+    images: torch.Tensor
+    labeled_indices: np.ndarray
+    device: torch.device
+    batch_size: int = SCORING_BATCH_SIZE
+
+
+class AcquisitionFunction(ABC):
+    """Chooses `k` samples of the unlabeled pool to label next."""
+
+    name: ClassVar[str]
+
+    def select(self, context: PoolContext, pool_indices: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Exactly `k` unique indices (into the training set) drawn from `pool_indices`.
+
+        Raises `PoolExhaustedError` when `k` exceeds the pool, `ConfigError` when `k` < 1.
+        """
+        pool = np.asarray(pool_indices, dtype=np.int64)
+        if pool.ndim != 1:
+            raise ConfigError(f"pool indices must be one-dimensional, got shape {pool.shape}")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        if k > len(pool):
+            raise PoolExhaustedError(f"{self.name}: asked for k={k} samples but the pool holds only {len(pool)}")
+        chosen = np.asarray(self._select(context, pool, int(k), rng), dtype=np.int64)
+        _check_selection(self.name, chosen, pool, int(k))
+        return chosen
+
+    @abstractmethod
+    def _select(self, context: PoolContext, pool: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """The selection proper; arguments are already validated (1 <= k <= len(pool))."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ScoreAcquisition(AcquisitionFunction):
+    """Selects the `k` pool samples of highest score (ties: the earlier pool position wins)."""
+
+    @abstractmethod
+    def scores(self, context: PoolContext, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One score per pool sample, higher = more worth labeling."""
+
+    def _select(self, context, pool, k, rng):
+        return pool[top_k(self.scores(context, pool, rng), k)]
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the `k` highest scores, highest first, ties broken by position (stable)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    return order[:k]
+
+
+def _check_selection(name: str, chosen: np.ndarray, pool: np.ndarray, k: int) -> None:
+    if chosen.shape != (k,):
+        raise RobustALError(f"{name} returned {chosen.shape} indices instead of exactly {k}")
+    if len(np.unique(chosen)) != k:
+        raise RobustALError(f"{name} returned duplicate indices")
+    if not np.isin(chosen, pool).all():
+        raise RobustALError(f"{name} returned indices outside the pool")

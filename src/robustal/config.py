@@ -1,0 +1,100 @@
+"""`RunConfig`: every setting of one active-learning run, validated before any compute."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from robustal.acquisition import check_acquisition_name
+from robustal.data import dataset_info
+from robustal.errors import ConfigError, unknown_name_error
+from robustal.models import check_model_name
+from robustal.training import OPTIMIZERS, TRAINING_REGIMES
+
+# Settings that say where or how fast a run happens, not what it computes: not part of its id.
+NON_IDENTITY_FIELDS = ("data_root", "device")
+
+
+class RunConfig(BaseModel):
+    """One run: dataset, model, acquisition function, training regime, protocol sizes, attacks, seed.
+
+    Defaults are the paper's MNIST protocol (eps 0.3, step 0.01, PGD-40 training, PGD-50
+    evaluation, Adam lr 1e-3, batch 100, 10 epochs per round) on the offline `digits` dataset.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "digits"
+    model: str | None = Field(None, description="architecture; None = the dataset's default")
+    image_size: int | None = Field(None, gt=0, description="resize images; None = the dataset's default")
+    acquisition: str = "random"
+    acquisition_options: dict[str, Any] = Field(default_factory=dict)
+    training: str = "pgd"
+    initial: int = Field(200, ge=1, description="size of the random initial labeled set")
+    per_round: int = Field(200, ge=1, description="samples labeled per round")
+    budget: int = Field(1000, ge=1, description="total labeled samples at the end")
+    epochs: int = Field(10, ge=1, description="training epochs per round")
+    batch_size: int = Field(100, ge=1)
+    optimizer: str = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    eps: float = Field(0.3, ge=0, description="L-inf radius of training and evaluation attacks")
+    step_size: float = Field(0.01, gt=0, description="PGD step size")
+    train_steps: int = Field(40, ge=1, description="PGD steps during adversarial training")
+    eval_steps: int = Field(50, ge=1, description="PGD steps for robust accuracy (validation and test)")
+    validation_size: int | None = Field(None, ge=1, description="validation samples for model selection; None = all")
+    test_size: int | None = Field(None, ge=1, description="test samples evaluated; None = all")
+    retrain_from_scratch: bool = False
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    data_root: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        info = dataset_info(self.dataset)
+        check_model_name(self.model or info.default_model)
+        check_acquisition_name(self.acquisition)
+        if self.training not in TRAINING_REGIMES:
+            raise unknown_name_error("training regime", self.training, TRAINING_REGIMES)
+        if self.optimizer not in OPTIMIZERS:
+            raise unknown_name_error("optimizer", self.optimizer, OPTIMIZERS)
+        if self.budget < self.initial:
+            raise ConfigError(f"budget ({self.budget}) must be at least the initial labeled set ({self.initial})")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The architecture actually used (the dataset's default when ``model`` is None)."""
+        return self.model or dataset_info(self.dataset).default_model
+
+    @property
+    def rounds(self) -> int:
+        """Number of acquisition rounds after the initial one."""
+        return -(-(self.budget - self.initial) // self.per_round)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the results (resolved model name, no paths or devices)."""
+        values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
+        values["model"] = self.model_name
+        return values
+
+    def run_id(self) -> str:
+        """A stable 16-hex-digit id of `identity()`: the same run always gets the same id."""
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def make_config(**settings: Any) -> RunConfig:
+    """Build a `RunConfig`, turning validation failures into one readable `ConfigError`."""
+    try:
+        return RunConfig(**settings)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"]) or "config"
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if item["loc"] else message)
+        raise ConfigError("invalid run settings: " + "; ".join(problems)) from None

@@ -1,0 +1,70 @@
+"""The dataset registry: a name -> how to load it, with its default model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustal.data.dataset import ImageDataset, resize_images, Split
+from robustal.data.paths import resolve_data_root
+from robustal.errors import ConfigError, unknown_name_error
+
+Loader = Callable[[Path], ImageDataset]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How to load a registered dataset and what goes with it."""
+
+    name: str
+    loader: Loader
+    default_model: str
+    native_size: int
+    default_size: int
+    description: str
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add a dataset to the registry (a name can be registered once)."""
+    if info.name in _DATASETS:
+        raise ConfigError(f"dataset {info.name!r} is already registered")
+    _DATASETS[info.name] = info
+    return info
+
+
+def available_datasets() -> list[str]:
+    """Names of all registered datasets."""
+    return sorted(_DATASETS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry of `name`; unknown names raise `ConfigError` listing the valid ones."""
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise unknown_name_error("dataset", name, available_datasets()) from None
+
+
+def load_dataset(name: str, data_root: str | os.PathLike | None = None, image_size: int | None = None) -> ImageDataset:
+    """Load dataset `name` from `data_root` (see `resolve_data_root`).
+
+    `image_size` resizes every image to `image_size` x `image_size` (bilinear); ``None`` uses
+    the dataset's default (32 for MNIST and Fashion-MNIST, like the paper; 28 keeps them native).
+    """
+    info = dataset_info(name)
+    size = info.default_size if image_size is None else image_size
+    if size <= 0:
+        raise ConfigError(f"image size must be positive, got {size}")
+    dataset = info.loader(resolve_data_root(data_root))
+    if dataset.image_size == size:
+        return dataset
+
+    def resized(split: Split) -> Split:
+        return Split(resize_images(split.images, size), split.labels)
+
+    return ImageDataset(dataset.name, resized(dataset.train), resized(dataset.validation), resized(dataset.test), dataset.num_classes)

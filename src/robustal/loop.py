@@ -1,0 +1,325 @@
+"""The active learning loop, and the query/teach API it is built on (usable for real labeling).
+
+`ActiveLearner` holds a model, the unlabeled images and the labels known so far; `query(k)`
+asks the acquisition function for `k` indices, `teach(indices, labels)` adds labels, `fit()`
+trains (warm start from the current weights, which are the previous round's best epoch).
+`run_active_learning` simulates the labeler with the dataset's labels, round by round, and
+resumes from its checkpoint when interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustal import __version__
+from robustal.acquisition import AcquisitionFunction, PoolContext, build_acquisition
+from robustal.attacks import PGD
+from robustal.config import RunConfig
+from robustal.data import ImageDataset, Split, load_dataset
+from robustal.errors import ConfigError, PoolExhaustedError
+from robustal.evaluation import Metrics, evaluate
+from robustal.models import Classifier, build_model
+from robustal.runtime import select_device
+from robustal.seeding import derive_seed, numpy_rng, torch_generator
+from robustal.training import FitResult, TrainingRegime, build_regime, fit, make_optimizer
+
+ROUNDS_FILE = "rounds.parquet"
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainingPlan:
+    """How each round trains: regime, epochs, batches, optimizer, and the validation score."""
+
+    regime: TrainingRegime
+    score: Callable[[nn.Module], float]
+    epochs: int = 10
+    batch_size: int = 100
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    retrain_from_scratch: bool = False
+
+
+class ActiveLearner:
+    """Pool-based active learner over `images` (uint8, N x C x H x W); indices index `images`.
+
+    Every random choice of round r is seeded from (seed, purpose, r), so a learner restored
+    from a checkpoint at round r continues exactly as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        acquisition: AcquisitionFunction,
+        plan: TrainingPlan,
+        device: torch.device,
+        seed: int = 0,
+    ) -> None:
+        self.model = model.to(device)
+        self.images = images
+        self.acquisition = acquisition
+        self.plan = plan
+        self.device = device
+        self.seed = seed
+        self.labels = np.full(len(images), -1, dtype=np.int64)
+        self.labeled_indices = np.empty(0, dtype=np.int64)
+        self.rounds_trained = 0
+        self._initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @property
+    def pool_indices(self) -> np.ndarray:
+        """Unlabeled indices, ascending."""
+        return np.flatnonzero(self.labels < 0)
+
+    def query(self, k: int) -> np.ndarray:
+        """The `k` pool indices the acquisition function picks for the next round."""
+        context = PoolContext(self.model, self.images, self.labeled_indices, self.device)
+        rng = numpy_rng(self.seed, "select", self.rounds_trained)
+        return self.acquisition.select(context, self.pool_indices, k, rng)
+
+    def teach(self, indices: np.ndarray, labels: np.ndarray) -> None:
+        """Record `labels` for `indices` (each index is labeled once)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        labels = np.asarray(labels, dtype=np.int64)
+        if indices.shape != labels.shape:
+            raise ConfigError(f"{len(indices)} indices but {len(labels)} labels")
+        if len(np.unique(indices)) != len(indices) or (self.labels[indices] >= 0).any():
+            raise ConfigError("an index is labeled twice; query() only returns unlabeled indices")
+        if (labels < 0).any():
+            raise ConfigError("labels must be non-negative class indices")
+        self.labels[indices] = labels
+        self.labeled_indices = np.concatenate([self.labeled_indices, indices])
+
+    def fit(self) -> FitResult:
+        """Train on the labeled set; keeps the best epoch and counts a round."""
+        if len(self.labeled_indices) == 0:
+            raise PoolExhaustedError("nothing is labeled yet: teach() some labels before fit()")
+        plan = self.plan
+        if plan.retrain_from_scratch:
+            self.model.load_state_dict(self._initial_state)
+        index = torch.as_tensor(self.labeled_indices)
+        data = Split(self.images[index], torch.as_tensor(self.labels[self.labeled_indices]))
+        result = fit(
+            self.model,
+            plan.regime,
+            data,
+            plan.score,
+            self.device,
+            epochs=plan.epochs,
+            batch_size=plan.batch_size,
+            optimizer=make_optimizer(plan.optimizer, self.model, plan.lr, plan.weight_decay),
+            shuffle_generator=torch_generator(self.seed, "shuffle", self.rounds_trained),
+            attack_generator=torch_generator(self.seed, "train-attack", self.rounds_trained, device=self.device),
+        )
+        self.rounds_trained += 1
+        return result
+
+    def state(self) -> dict:
+        """Everything needed to resume: weights, labels, labeled order, rounds trained."""
+        return {
+            "model": self.model.state_dict(),
+            "model_spec": self.model.spec,
+            "labels": torch.from_numpy(self.labels),
+            "labeled_indices": torch.from_numpy(self.labeled_indices),
+            "rounds_trained": self.rounds_trained,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.labels = state["labels"].numpy().copy()
+        self.labeled_indices = state["labeled_indices"].numpy().copy()
+        self.rounds_trained = int(state["rounds_trained"])
+
+
+@dataclass
+class RoundRecord:
+    """Metrics and timings of one round (round 0 trains on the random initial set)."""
+
+    round: int
+    labeled: int
+    clean_accuracy: float
+    robust_accuracy: float
+    validation_score: float
+    best_epoch: int
+    train_seconds: float
+    select_seconds: float
+    eval_seconds: float
+    selected: list[int] = field(repr=False)
+
+
+@dataclass
+class RunResult:
+    """A finished run: its config, one record per round, and the trained learner."""
+
+    config: RunConfig
+    records: list[RoundRecord]
+    learner: ActiveLearner
+
+    def table(self):
+        """The records as a pandas DataFrame (one row per round, with the run's identity)."""
+        return records_frame(self.config, self.records)
+
+
+def records_frame(config: RunConfig, records: list[RoundRecord]):
+    """One row per round: identity columns (dataset, model, ...) then the record's fields."""
+    import pandas as pd
+
+    identity = {
+        "run_id": config.run_id(),
+        "dataset": config.dataset,
+        "model": config.model_name,
+        "acquisition": config.acquisition,
+        "training": config.training,
+        "seed": config.seed,
+    }
+    return pd.DataFrame([{**identity, **asdict(record)} for record in records])
+
+
+def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearner, PGD]:
+    """The learner of `config` on `dataset`, and the evaluation attack (PGD, eval settings)."""
+    device = select_device(config.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, "init"))
+        model = build_model(config.model_name, dataset.channels, dataset.num_classes, dataset.image_size)
+    train_attack = PGD(config.eps, config.step_size, config.train_steps, random_start=True)
+    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, random_start=True)
+    regime = build_regime(config.training, train_attack)
+    validation = dataset.validation.subset(slice(0, config.validation_size))
+    validation_generator = torch_generator(config.seed, "validation-attack", device=device)
+
+    def score(model: nn.Module) -> float:
+        # the paper's rule: best epoch by validation robustness (adversarial) or accuracy (standard)
+        attack = eval_attack if regime.adversarial else None
+        metrics = evaluate(model, validation, device, attack, validation_generator)
+        return metrics.robust_accuracy if regime.adversarial else metrics.clean_accuracy
+
+    plan = TrainingPlan(
+        regime=regime,
+        score=score,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        retrain_from_scratch=config.retrain_from_scratch,
+    )
+    acquisition = build_acquisition(config.acquisition, **config.acquisition_options)
+    return ActiveLearner(model, dataset.train.images, acquisition, plan, device, config.seed), eval_attack
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    write(temporary)
+    os.replace(temporary, path)
+
+
+def versions() -> dict[str, str]:
+    """Versions of robustal and the libraries that determine numbers."""
+    return {"robustal": __version__, "torch": torch.__version__, "numpy": np.__version__}
+
+
+def run_active_learning(
+    config: RunConfig,
+    out_dir: str | os.PathLike | None = None,
+    dataset: ImageDataset | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
+) -> RunResult:
+    """Run the robust (or standard) active learning loop of `config` until the budget.
+
+    With `out_dir`, writes ``config.json``, ``rounds.parquet`` and ``checkpoint.pt`` after every
+    round (atomically), and resumes from ``checkpoint.pt`` if a previous run was interrupted.
+    """
+    dataset = dataset or load_dataset(config.dataset, config.data_root, config.image_size)
+    if config.budget > len(dataset.train):
+        raise ConfigError(f"budget {config.budget} exceeds the {len(dataset.train)} training samples of {config.dataset}")
+    learner, eval_attack = build_learner(config, dataset)
+    test = dataset.test.subset(slice(0, config.test_size))
+    records: list[RoundRecord] = []
+
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        records = _resume(out, config, learner)
+        payload = {"run_id": config.run_id(), "config": config.model_dump(), "versions": versions()}
+        _atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
+
+    while True:
+        labeled = len(learner.labeled_indices)
+        if records and labeled >= config.budget:
+            break
+        start = time.perf_counter()
+        if not records:
+            selected = numpy_rng(config.seed, "initial").choice(len(dataset.train), size=config.initial, replace=False)
+        else:
+            selected = learner.query(min(config.per_round, config.budget - labeled))
+        select_seconds = time.perf_counter() - start
+        learner.teach(selected, dataset.train.labels[torch.as_tensor(selected)].numpy())
+        result = learner.fit()
+        start = time.perf_counter()
+        eval_generator = torch_generator(config.seed, "test-attack", len(records), device=learner.device)
+        metrics: Metrics = evaluate(learner.model, test, learner.device, eval_attack, eval_generator)
+        record = RoundRecord(
+            round=len(records),
+            labeled=len(learner.labeled_indices),
+            clean_accuracy=metrics.clean_accuracy,
+            robust_accuracy=metrics.robust_accuracy,
+            validation_score=result.best_score,
+            best_epoch=result.best_epoch,
+            train_seconds=result.seconds,
+            select_seconds=select_seconds,
+            eval_seconds=time.perf_counter() - start,
+            selected=[int(i) for i in selected],
+        )
+        records.append(record)
+        if out is not None:
+            _save_round(out, config, learner, records)
+        if on_round is not None:
+            on_round(record)
+    return RunResult(config, records, learner)
+
+
+def _save_round(out: Path, config: RunConfig, learner: ActiveLearner, records: list[RoundRecord]) -> None:
+    # rounds first, checkpoint last: a checkpoint always has its rounds on disk
+    frame = records_frame(config, records)
+    _atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
+    state = {**learner.state(), "run_id": config.run_id(), "records": [asdict(r) for r in records]}
+    _atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
+
+
+def _resume(out: Path, config: RunConfig, learner: ActiveLearner) -> list[RoundRecord]:
+    checkpoint = out / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        return []
+    state = torch.load(checkpoint, map_location=learner.device, weights_only=False)
+    if state.get("run_id") != config.run_id():
+        raise ConfigError(
+            f"{out} holds run {state.get('run_id')}, not this configuration ({config.run_id()}); "
+            "choose another --out or delete it"
+        )
+    learner.load_state(state)
+    return [RoundRecord(**record) for record in state["records"]]
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Classifier, RunConfig, dict]:
+    """The trained model, the config and the raw state of a run directory or its ``checkpoint.pt``."""
+    path = Path(path)
+    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise ConfigError(f"no checkpoint at {checkpoint}: pass a run directory written by `robustal run --out`")
+    config = RunConfig(**json.loads((checkpoint.parent / CONFIG_FILE).read_text())["config"])
+    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    model = build_model(**state["model_spec"])
+    model.load_state_dict(state["model"])
+    return model.to(device), config, state

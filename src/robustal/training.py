@@ -1,0 +1,135 @@
+"""One training loop with a pluggable step (the regime): standard or PGD adversarial training.
+
+The loop trains for a number of epochs, scores the model on the validation split after each
+epoch and keeps the best epoch's weights (the paper's model selection).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustal.attacks import PGD, Attack
+from robustal.data.dataset import Split
+from robustal.errors import ConfigError, unknown_name_error
+from robustal.runtime import batch_slices, model_mode, to_float
+
+
+class TrainingRegime(ABC):
+    """How one batch turns into a loss. ``adversarial`` regimes select epochs by robustness."""
+
+    name: str
+    adversarial: bool
+
+    @abstractmethod
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The training loss of batch (x, y); called with the model in train mode."""
+
+
+class StandardTraining(TrainingRegime):
+    """Plain empirical risk minimisation on clean inputs."""
+
+    name = "standard"
+    adversarial = False
+
+    def loss(self, model, x, y, generator):
+        return F.cross_entropy(model(x), y)
+
+
+class PGDTraining(TrainingRegime):
+    """Madry et al. adversarial training: the loss on PGD examples of the batch."""
+
+    name = "pgd"
+    adversarial = True
+
+    def __init__(self, attack: Attack) -> None:
+        self.attack = attack
+
+    def loss(self, model, x, y, generator):
+        x_adv = self.attack(model, x, y, generator)
+        return F.cross_entropy(model(x_adv), y)
+
+
+TRAINING_REGIMES = ("standard", "pgd")
+
+
+def build_regime(name: str, attack: PGD | None = None) -> TrainingRegime:
+    """The regime `name`; ``pgd`` needs the training `attack`."""
+    if name == "standard":
+        return StandardTraining()
+    if name == "pgd":
+        if attack is None:
+            raise ConfigError("the pgd training regime needs a training attack")
+        return PGDTraining(attack)
+    raise unknown_name_error("training regime", name, TRAINING_REGIMES)
+
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam (the paper's MNIST setting) or SGD with momentum 0.9."""
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise unknown_name_error("optimizer", name, OPTIMIZERS)
+
+
+@dataclass
+class FitResult:
+    """What one call of `fit` did: the kept epoch (0-based), its score, every epoch's score."""
+
+    best_epoch: int
+    best_score: float
+    epoch_scores: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def fit(
+    model: nn.Module,
+    regime: TrainingRegime,
+    data: Split,
+    score: Callable[[nn.Module], float],
+    device: torch.device,
+    epochs: int,
+    batch_size: int,
+    optimizer: torch.optim.Optimizer,
+    shuffle_generator: torch.Generator,
+    attack_generator: torch.Generator | None = None,
+) -> FitResult:
+    """Train `model` on `data` for `epochs` and load the weights of the best-scoring epoch.
+
+    `score(model)` is called after every epoch (higher is better; the first of equal scores wins).
+    `shuffle_generator` (CPU) orders the batches; `attack_generator` feeds adversarial regimes.
+    """
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    start = time.perf_counter()
+    images = data.images.to(device)
+    labels = data.labels.to(device)
+    best_state, best_score, best_epoch, scores = None, float("-inf"), -1, []
+    for epoch in range(epochs):
+        order = torch.randperm(len(data), generator=shuffle_generator).to(device)
+        with model_mode(model, training=True):
+            for part in batch_slices(len(data), batch_size):
+                batch = order[part]
+                if len(batch) == 1 and len(data) > 1:
+                    continue  # BatchNorm cannot train on one sample; it is seen in other epochs
+                loss = regime.loss(model, to_float(images[batch]), labels[batch], attack_generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        epoch_score = float(score(model))
+        scores.append(epoch_score)
+        if epoch_score > best_score:
+            best_state, best_score, best_epoch = copy.deepcopy(model.state_dict()), epoch_score, epoch
+    model.load_state_dict(best_state)
+    return FitResult(best_epoch, best_score, scores, time.perf_counter() - start)

@@ -1,0 +1,30 @@
+"""Shared fixtures: the data root (../shared/data), small datasets and trained models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustal.data import load_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+torch.set_num_threads(1)  # tests run two at a time (pytest -n 2) on two cores
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder holding mnist/ and fashion-mnist/ (``$ROBUSTAL_DATA`` or ../shared/data)."""
+    root = Path(os.environ.get("ROBUSTAL_DATA", SHARED_DATA))
+    if not (root / "mnist").is_dir():
+        pytest.skip(f"MNIST files not found under {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
