@@ -12,7 +12,7 @@ from robustal.acquisition import check_acquisition_name
 from robustal.data import dataset_info
 from robustal.errors import ConfigError, unknown_name_error
 from robustal.models import check_model_name
-from robustal.training import OPTIMIZERS, TRAINING_REGIMES
+from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRAINING_REGIMES
 
 # Settings that say where or how fast a run happens, not what it computes: not part of its id.
 NON_IDENTITY_FIELDS = ("data_root", "device")
@@ -41,6 +41,7 @@ class RunConfig(BaseModel):
     optimizer: str = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: str = "constant"
     eps: float = Field(0.3, ge=0, description="L-inf radius of training and evaluation attacks")
     step_size: float = Field(0.01, gt=0, description="PGD step size")
     train_steps: int = Field(40, ge=1, description="PGD steps during adversarial training")
@@ -61,6 +62,8 @@ class RunConfig(BaseModel):
             raise unknown_name_error("training regime", self.training, TRAINING_REGIMES)
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name_error("optimizer", self.optimizer, OPTIMIZERS)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise unknown_name_error("learning-rate schedule", self.lr_schedule, LR_SCHEDULES)
         if self.budget < self.initial:
             raise ConfigError(f"budget ({self.budget}) must be at least the initial labeled set ({self.initial})")
         return self

@@ -48,6 +48,7 @@ class TrainingPlan:
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
     retrain_from_scratch: bool = False
 
 
@@ -122,6 +123,7 @@ class ActiveLearner:
             optimizer=make_optimizer(plan.optimizer, self.model, plan.lr, plan.weight_decay),
             shuffle_generator=torch_generator(self.seed, "shuffle", self.rounds_trained),
             attack_generator=torch_generator(self.seed, "train-attack", self.rounds_trained, device=self.device),
+            lr_schedule=plan.lr_schedule,
         )
         self.rounds_trained += 1
         return result
@@ -213,6 +215,7 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
         optimizer=config.optimizer,
         lr=config.lr,
         weight_decay=config.weight_decay,
+        lr_schedule=config.lr_schedule,
         retrain_from_scratch=config.retrain_from_scratch,
     )
     acquisition = build_acquisition(config.acquisition, **config.acquisition_options)

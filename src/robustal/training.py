@@ -83,6 +83,31 @@ def make_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float =
     raise unknown_name_error("optimizer", name, OPTIMIZERS)
 
 
+LR_SCHEDULES = ("constant", "cyclic")
+
+
+def make_scheduler(
+    name: str, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-batch learning-rate schedule: ``constant`` (None) or ``cyclic``.
+
+    ``cyclic`` (Wong et al., 2020; the paper's CIFAR-10 setting) rises linearly from 0 to the
+    optimizer's lr over the first 2/5 of the steps, then falls linearly back to 0.
+    """
+    if name == "constant":
+        return None
+    if name == "cyclic":
+        peak = max(1, int(total_steps * 2 / 5))
+
+        def factor(step: int) -> float:
+            if step < peak:
+                return (step + 1) / peak
+            return max(0.0, (total_steps - step) / max(1, total_steps - peak))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    raise unknown_name_error("learning-rate schedule", name, LR_SCHEDULES)
+
+
 @dataclass
 class FitResult:
     """What one call of `fit` did: the kept epoch (0-based), its score, every epoch's score."""
@@ -104,17 +129,20 @@ def fit(
     optimizer: torch.optim.Optimizer,
     shuffle_generator: torch.Generator,
     attack_generator: torch.Generator | None = None,
+    lr_schedule: str = "constant",
 ) -> FitResult:
     """Train `model` on `data` for `epochs` and load the weights of the best-scoring epoch.
 
     `score(model)` is called after every epoch (higher is better; the first of equal scores wins).
-    `shuffle_generator` (CPU) orders the batches; `attack_generator` feeds adversarial regimes.
+    `shuffle_generator` (CPU) orders the batches; `attack_generator` feeds adversarial regimes;
+    `lr_schedule` is stepped once per batch (see `make_scheduler`).
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
     start = time.perf_counter()
     images = data.images.to(device)
     labels = data.labels.to(device)
+    scheduler = make_scheduler(lr_schedule, optimizer, epochs * -(-len(data) // batch_size))
     best_state, best_score, best_epoch, scores = None, float("-inf"), -1, []
     for epoch in range(epochs):
         order = torch.randperm(len(data), generator=shuffle_generator).to(device)
@@ -127,6 +155,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
         epoch_score = float(score(model))
         scores.append(epoch_score)
         if epoch_score > best_score:
