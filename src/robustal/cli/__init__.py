@@ -1,0 +1,28 @@
+"""The ``robustal`` command line: ``run``, ``demo`` and the subcommands of later layers."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from robustal.cli.run import demo_command, run_command
+from robustal.errors import RobustALError
+
+app = typer.Typer(
+    help="Robust active learning: choose which samples to label for accurate and robust models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("run")(run_command)
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    """Entry point: robustal errors become one red line and exit code 2, not a traceback."""
+    try:
+        app()
+    except RobustALError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
