@@ -28,3 +28,36 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def digits():
     return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def trained_digits_model(digits):
+    """small_cnn trained normally on the digits train split (about 95% test accuracy)."""
+    from robustal.models import build_model
+    from robustal.seeding import torch_generator
+    from robustal.training import StandardTraining, fit, make_optimizer
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 1, 10, 8)
+    fit(
+        model,
+        StandardTraining(),
+        digits.train,
+        score=lambda m: 0.0,
+        device=torch.device("cpu"),
+        epochs=15,
+        batch_size=32,
+        optimizer=make_optimizer("adam", model, 3e-3),
+        shuffle_generator=torch_generator(0, "test-shuffle"),
+    )
+    return model.eval()
+
+
+def tiny_settings(**overrides):
+    """RunConfig settings of a seconds-long robust AL run on digits."""
+    settings = dict(
+        dataset="digits", initial=30, per_round=30, budget=90, epochs=2, batch_size=30,
+        eps=0.1, step_size=0.05, train_steps=2, eval_steps=3, validation_size=60, test_size=60,
+    )
+    settings.update(overrides)
+    return settings

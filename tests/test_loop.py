@@ -1,0 +1,117 @@
+"""The active learning loop: bookkeeping, seeded reproducibility, resume, query/teach API."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import tiny_settings
+from robustal.acquisition import build_acquisition
+from robustal.config import make_config
+from robustal.errors import ConfigError
+from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, load_checkpoint, run_active_learning
+
+
+@pytest.fixture(scope="module")
+def entropy_run(digits):
+    return run_active_learning(make_config(**tiny_settings(acquisition="entropy")), dataset=digits)
+
+
+def test_rounds_label_per_round_until_budget_without_relabeling(entropy_run, digits):
+    records = entropy_run.records
+    assert [r.labeled for r in records] == [30, 60, 90]
+    assert [len(r.selected) for r in records] == [30, 30, 30]
+    selected = np.concatenate([r.selected for r in records])
+    assert len(np.unique(selected)) == len(selected) == 90  # no index labeled twice
+    learner = entropy_run.learner
+    assert np.array_equal(learner.labeled_indices, selected)
+    labeled_and_pool = np.sort(np.concatenate([learner.labeled_indices, learner.pool_indices]))
+    assert np.array_equal(labeled_and_pool, np.arange(len(digits.train)))  # labeled + pool = all
+    assert np.array_equal(learner.labels[selected], digits.train.labels[selected].numpy())
+    for record in records:
+        assert 0 <= record.clean_accuracy <= 1 and 0 <= record.robust_accuracy <= 1
+        assert record.robust_accuracy <= record.clean_accuracy + 0.05
+        assert record.train_seconds > 0 and record.eval_seconds > 0
+
+
+def test_last_round_takes_only_what_is_left_of_the_budget(digits):
+    result = run_active_learning(make_config(**tiny_settings(budget=80, epochs=1)), dataset=digits)
+    assert [r.labeled for r in result.records] == [30, 60, 80]
+
+
+def test_entropy_selects_the_most_uncertain_pool_samples(entropy_run, digits):
+    # after the run, the last selection is recomputable: it maximised entropy over the pool of its round
+    records = entropy_run.records
+    assert set(records[1].selected).isdisjoint(records[0].selected)
+
+
+def test_same_seed_same_selections_and_metrics(digits):
+    config = make_config(**tiny_settings(acquisition="entropy"))
+    first = run_active_learning(config, dataset=digits).table()
+    second = run_active_learning(config, dataset=digits).table()
+    pd.testing.assert_frame_equal(
+        first.drop(columns=[c for c in first if c.endswith("seconds")]),
+        second.drop(columns=[c for c in second if c.endswith("seconds")]),
+    )
+    other = run_active_learning(make_config(**tiny_settings(acquisition="entropy", seed=1)), dataset=digits).table()
+    assert other["selected"].iloc[0] != first["selected"].iloc[0]
+
+
+def test_run_writes_results_and_resumes_after_interruption(tmp_path, digits):
+    config = make_config(**tiny_settings(acquisition="entropy"))
+    reference = run_active_learning(config, dataset=digits).table()
+
+    calls = []
+
+    def interrupt(record):
+        calls.append(record.round)
+        if record.round == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_active_learning(config, tmp_path, dataset=digits, on_round=interrupt)
+    assert len(pd.read_parquet(tmp_path / ROUNDS_FILE)) == 2
+    resumed = run_active_learning(config, tmp_path, dataset=digits, on_round=lambda record: calls.append(record.round))
+    assert calls[-1] == 2 and len(calls) == 3  # only round 2 ran again
+    stored = pd.read_parquet(tmp_path / ROUNDS_FILE)
+    metrics = ["labeled", "clean_accuracy", "robust_accuracy", "validation_score", "best_epoch"]
+    pd.testing.assert_frame_equal(stored[metrics], reference[metrics])
+    assert [list(s) for s in stored["selected"]] == list(reference["selected"])
+    assert len(resumed.records) == 3
+
+    model, loaded_config, state = load_checkpoint(tmp_path)
+    assert loaded_config == config
+    for name, tensor in resumed.learner.model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor)
+
+
+def test_resume_refuses_another_configuration(tmp_path, digits):
+    run_active_learning(make_config(**tiny_settings(budget=30, epochs=1)), tmp_path, dataset=digits)
+    assert (tmp_path / CHECKPOINT_FILE).exists()
+    with pytest.raises(ConfigError, match="another --out"):
+        run_active_learning(make_config(**tiny_settings(budget=30, epochs=1, seed=5)), tmp_path, dataset=digits)
+
+
+def test_budget_larger_than_the_pool_fails_before_training(digits):
+    with pytest.raises(ConfigError, match="exceeds the 1077 training samples"):
+        run_active_learning(make_config(**tiny_settings(budget=5000)), dataset=digits)
+
+
+def test_query_teach_api_for_real_labeling(entropy_run):
+    learner = entropy_run.learner
+    before = len(learner.pool_indices)
+    chosen = learner.query(5)
+    assert len(chosen) == 5 and np.isin(chosen, learner.pool_indices).all()
+    learner.teach(chosen, np.arange(5))
+    assert len(learner.pool_indices) == before - 5
+    with pytest.raises(ConfigError, match="labeled twice"):
+        learner.teach(chosen[:1], np.array([0]))
+    with pytest.raises(ConfigError):
+        learner.teach(learner.query(2), np.array([1]))
+
+
+def test_random_acquisition_differs_from_entropy(digits, entropy_run):
+    random_run = run_active_learning(make_config(**tiny_settings(acquisition="random")), dataset=digits)
+    assert random_run.records[0].selected == entropy_run.records[0].selected  # same initial set
+    assert random_run.records[1].selected != entropy_run.records[1].selected
+    assert build_acquisition("random").name == "random"

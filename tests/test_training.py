@@ -1,0 +1,73 @@
+"""The training loop keeps the best epoch; regimes and schedules behave as documented."""
+
+import copy
+
+import pytest
+import torch
+
+from robustal.attacks import PGD
+from robustal.errors import ConfigError
+from robustal.evaluation import evaluate
+from robustal.models import build_model
+from robustal.seeding import torch_generator
+from robustal.training import build_regime, fit, make_optimizer, make_scheduler
+
+
+def test_fit_keeps_the_weights_of_the_best_scoring_epoch(digits):
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 1, 10, 8)
+    scripted_scores = iter([0.1, 0.7, 0.3, 0.7])
+    snapshots = []
+
+    def score(m):
+        snapshots.append(copy.deepcopy(m.state_dict()))
+        return next(scripted_scores)
+
+    result = fit(
+        model, build_regime("standard"), digits.train.subset(slice(0, 200)), score, torch.device("cpu"),
+        epochs=4, batch_size=50, optimizer=make_optimizer("adam", model, 1e-3), shuffle_generator=torch_generator(0, "s"),
+    )
+    assert result.best_epoch == 1 and result.best_score == 0.7  # first of equal scores wins
+    assert result.epoch_scores == [0.1, 0.7, 0.3, 0.7]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, snapshots[1][name])
+
+
+def test_adversarial_training_raises_robustness_over_standard_training(digits):
+    device = torch.device("cpu")
+    attack = PGD(eps=0.2, step_size=0.05, steps=5)
+    robustness = {}
+    for regime in ("standard", "pgd"):
+        torch.manual_seed(0)
+        model = build_model("small_cnn", 1, 10, 8)
+        fit(
+            model, build_regime(regime, attack), digits.train, lambda m: 0.0, device, epochs=12, batch_size=32,
+            optimizer=make_optimizer("adam", model, 3e-3), shuffle_generator=torch_generator(0, "s"),
+            attack_generator=torch_generator(0, "a"),
+        )
+        robustness[regime] = evaluate(model, digits.test, device, attack, torch_generator(0, "e")).robust_accuracy
+    assert robustness["pgd"] > robustness["standard"] + 0.2
+
+
+def test_cyclic_schedule_rises_to_the_peak_then_falls_to_zero():
+    model = torch.nn.Linear(2, 2)
+    optimizer = make_optimizer("sgd", model, 0.1)
+    scheduler = make_scheduler("cyclic", optimizer, total_steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[3] == pytest.approx(0.1)
+    assert rates[:4] == sorted(rates[:4]) and rates[3:] == sorted(rates[3:], reverse=True)
+    assert rates[-1] < 0.02
+    assert make_scheduler("constant", optimizer, 10) is None
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="valid choices: pgd, standard"):
+        build_regime("trades9")
+    with pytest.raises(ConfigError, match="valid choices: adam, sgd"):
+        make_optimizer("lbfgs", torch.nn.Linear(1, 1), 0.1)
+    with pytest.raises(ConfigError, match="valid choices: constant, cyclic"):
+        make_scheduler("cosine", make_optimizer("sgd", torch.nn.Linear(1, 1), 0.1), 10)
