@@ -1,10 +1,32 @@
 """Acquisition functions: one registry, one base class, a family per module.
 
+=====================  ==============================================================
+name                   selects (module)
+=====================  ==============================================================
+``random``             uniformly at random (baseline)
+``entropy``            highest entropy H(p) (uncertainty)
+``margin``             smallest p_(1) - p_(2) (uncertainty)
+``least_confidence``   smallest p_(1) (uncertainty)
+``gini``               highest 1 - sum p_c^2, DeepGini (uncertainty)
+``mcp``                round-robin over (top, second) class groups by p_(2) / p_(1) (uncertainty)
+``entropy_dropout``    highest entropy of the mean of T MC dropout passes (dropout)
+``bald``               highest mutual information over T MC dropout passes (dropout)
+``kcenter``            k-center greedy in softmax or embedding space (diversity)
+``egl``                highest expected input-gradient length (adversarial)
+``dfal``               smallest DeepFool perturbation on a random subset (adversarial)
+``dre``                the pool's entropy histogram, kept by stratified sampling (density)
+=====================  ==============================================================
+
 >>> from robustal.acquisition import build_acquisition, available_acquisitions
->>> build_acquisition("entropy")
+>>> build_acquisition("dre", bins=50)
+DensityRobustEntropy(bins=50)
 """
 
-from robustal.acquisition import baseline as _baseline  # noqa: F401  (registers functions)
+from robustal.acquisition import adversarial as _adversarial  # noqa: F401  (registers functions)
+from robustal.acquisition import baseline as _baseline  # noqa: F401
+from robustal.acquisition import density as _density  # noqa: F401
+from robustal.acquisition import diversity as _diversity  # noqa: F401
+from robustal.acquisition import dropout as _dropout  # noqa: F401
 from robustal.acquisition import uncertainty as _uncertainty  # noqa: F401
 from robustal.acquisition.base import AcquisitionFunction, PoolContext, ScoreAcquisition, top_k
 from robustal.acquisition.registry import (

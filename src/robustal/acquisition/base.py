@@ -8,6 +8,7 @@ selection. `select` checks its arguments and its own result, so every function r
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,14 +37,19 @@ class PoolContext:
 
 
 class AcquisitionFunction(ABC):
-    """Chooses `k` samples of the unlabeled pool to label next."""
+    """Chooses `k` samples of the unlabeled pool to label next.
+
+    Subclasses take their options as keyword arguments of the constructor (with the paper's
+    defaults) and store them as attributes of the same name; ``repr`` shows them.
+    """
 
     name: ClassVar[str]
 
     def select(self, context: PoolContext, pool_indices: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         """Exactly `k` unique indices (into the training set) drawn from `pool_indices`.
 
-        Raises `PoolExhaustedError` when `k` exceeds the pool, `ConfigError` when `k` < 1.
+        Every random choice comes from `rng`. Raises `PoolExhaustedError` when `k` exceeds the
+        pool, `ConfigError` when `k` < 1.
         """
         pool = np.asarray(pool_indices, dtype=np.int64)
         if pool.ndim != 1:
@@ -61,11 +67,22 @@ class AcquisitionFunction(ABC):
         """The selection proper; arguments are already validated (1 <= k <= len(pool))."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        options = ", ".join(f"{key}={value!r}" for key, value in vars(self).items() if not key.startswith("_"))
+        return f"{type(self).__name__}({options})"
 
 
 class ScoreAcquisition(AcquisitionFunction):
-    """Selects the `k` pool samples of highest score (ties: the earlier pool position wins)."""
+    """Selects the `k` pool samples of highest score (ties: the earlier pool position wins).
+
+    A family whose scores are one pure function of model outputs may declare it in the class
+    statement, ``class Margin(Family, score_function=margin_scores)``; it becomes the static
+    attribute ``score_function``.
+    """
+
+    def __init_subclass__(cls, score_function: Callable | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if score_function is not None:
+            cls.score_function = staticmethod(score_function)
 
     @abstractmethod
     def scores(self, context: PoolContext, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -80,6 +97,20 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     order = np.lexsort((np.arange(len(scores)), -scores))
     return order[:k]
+
+
+def torch_generator_from(rng: np.random.Generator, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch Generator on `device` seeded by one draw of `rng` (so torch noise follows the run's seed)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(rng.integers(2**63)))
+    return generator
+
+
+def check_positive_int(owner: str, option: str, value: object) -> int:
+    """`value` as an int, or `ConfigError` naming `owner`'s `option` when it is not an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{owner}: {option} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def _check_selection(name: str, chosen: np.ndarray, pool: np.ndarray, k: int) -> None:
