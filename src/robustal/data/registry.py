@@ -1,4 +1,8 @@
-"""The dataset registry: a name -> how to load it, with its default model."""
+"""The dataset registry: a name -> how to load it, with its default model.
+
+Besides registered names, a path to a file in a registered file format (``.npz``, see
+`robustal.data.npz`) names a dataset: ``load_dataset("my_data.npz")``.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +28,11 @@ class DatasetInfo:
     native_size: int
     default_size: int
     description: str
+    augment: bool = False  # train with random crop (padding 4) + horizontal flip (robustal.data.augment)
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
+_FILE_FORMATS: dict[str, Callable[[Path], DatasetInfo]] = {}
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
@@ -37,21 +43,34 @@ def register_dataset(info: DatasetInfo) -> DatasetInfo:
     return info
 
 
+def register_file_format(suffix: str, describe: Callable[[Path], DatasetInfo]) -> None:
+    """Let paths ending in `suffix` (e.g. ``".npz"``) name datasets; `describe(path)` gives their entry."""
+    suffix = suffix.lower()
+    if suffix in _FILE_FORMATS:
+        raise ConfigError(f"file format {suffix!r} is already registered")
+    _FILE_FORMATS[suffix] = describe
+
+
 def available_datasets() -> list[str]:
     """Names of all registered datasets."""
     return sorted(_DATASETS)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The registry entry of `name`; unknown names raise `ConfigError` listing the valid ones."""
-    try:
+    """The registry entry of `name`, or of the file `name` when it ends in a registered suffix
+    (``.npz``); unknown names raise `ConfigError` listing the valid ones."""
+    if name in _DATASETS:
         return _DATASETS[name]
-    except KeyError:
-        raise unknown_name_error("dataset", name, available_datasets()) from None
+    suffix = Path(name).suffix.lower()
+    if suffix in _FILE_FORMATS:
+        return _FILE_FORMATS[suffix](Path(name).expanduser())
+    formats = ", ".join(sorted(_FILE_FORMATS))
+    error = unknown_name_error("dataset", name, available_datasets())
+    raise ConfigError(f"{error}; or a path to a {formats} file" if formats else str(error))
 
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, image_size: int | None = None) -> ImageDataset:
-    """Load dataset `name` from `data_root` (see `resolve_data_root`).
+    """Load dataset `name` from `data_root` (see `resolve_data_root`); `name` may be a ``.npz`` path.
 
     `image_size` resizes every image to `image_size` x `image_size` (bilinear); ``None`` uses
     the dataset's default (32 for MNIST and Fashion-MNIST, like the paper; 28 keeps them native).

@@ -1,0 +1,61 @@
+"""`robustal data list` and `robustal data download` (the typer app, in process)."""
+
+import pytest
+from typer.testing import CliRunner
+
+from robustal.cli.data import data_app
+from robustal.data.download import DOWNLOADS, RemoteFile, file_md5
+from robustal.errors import DataError
+
+
+def invoke(*args):
+    return CliRunner().invoke(data_app, [str(arg) for arg in args], terminal_width=250)
+
+
+def rows(output: str) -> dict[str, str]:
+    """dataset name -> state, from the rich table."""
+    found = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.split("│")]
+        if len(cells) > 3 and cells[1]:
+            found[cells[1]] = cells[2]
+    return found
+
+
+def test_list_states(data_root, svhn_root):
+    result = invoke("list", "--data-root", data_root)
+    assert result.exit_code == 0, result.output
+    assert rows(result.output) == {
+        "cifar10": "missing", "digits": "present", "fashion-mnist": "verified", "mnist": "verified", "svhn": "missing",
+    }  # fmt: skip
+    root, _ = svhn_root
+    assert rows(invoke("list", "--data-root", root).output)["svhn"] == "present"
+
+
+def test_download_command_verifies(http_server, cifar_archive_root, tmp_path, monkeypatch):
+    archive = cifar_archive_root / "cifar10" / "cifar-10-python.tar.gz"
+    with http_server(cifar_archive_root) as url:
+        served = RemoteFile(archive.name, (f"{url}/cifar10/{archive.name}",), file_md5(archive))
+        monkeypatch.setitem(DOWNLOADS, "cifar10", (served,))
+        result = invoke("download", "cifar10", "--data-root", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "verified cifar10" in result.output
+    assert (tmp_path / "cifar10" / archive.name).read_bytes() == archive.read_bytes()
+
+
+def test_download_command_fails_on_a_wrong_checksum(http_server, cifar_archive_root, tmp_path, monkeypatch):
+    with http_server(cifar_archive_root) as url:
+        # the official md5 of the real archive; the small test archive cannot match it
+        monkeypatch.setitem(DOWNLOADS, "cifar10", (RemoteFile("cifar-10-python.tar.gz", (), DOWNLOADS["cifar10"][0].md5),))
+        result = invoke("download", "cifar10", "--data-root", tmp_path, "--mirror", url)
+    assert result.exit_code != 0
+    assert isinstance(result.exception, DataError)
+    assert f"{url}/cifar10/cifar-10-python.tar.gz" in str(result.exception)
+    assert "expected c58f30108f718f92721af3b95e74349a" in str(result.exception)
+    assert list((tmp_path / "cifar10").iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], []])
+def test_help(args):
+    result = invoke(*args)
+    assert "download" in result.output and "list" in result.output
