@@ -51,13 +51,3 @@ def trained_digits_model(digits):
         shuffle_generator=torch_generator(0, "test-shuffle"),
     )
     return model.eval()
-
-
-def tiny_settings(**overrides):
-    """RunConfig settings of a seconds-long robust AL run on digits."""
-    settings = dict(
-        dataset="digits", initial=30, per_round=30, budget=90, epochs=2, batch_size=30,
-        eps=0.1, step_size=0.05, train_steps=2, eval_steps=3, validation_size=60, test_size=60,
-    )
-    settings.update(overrides)
-    return settings

@@ -32,7 +32,7 @@ def test_run_writes_rounds_config_and_checkpoint(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--dataset", "imagenet"], "unknown dataset 'imagenet'; valid choices: digits"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'; valid choices: cifar10, digits, fashion-mnist, mnist, svhn"),
         (["--acquisition", "nope"], "unknown acquisition function 'nope'; valid choices:"),
         (["--model", "nope"], "unknown model 'nope'; valid choices:"),
         (["--eps", "-1"], "eps: Input should be greater than or equal to 0"),

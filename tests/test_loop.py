@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_settings
+from run_helpers import tiny_settings
 from robustal.acquisition import build_acquisition
 from robustal.config import make_config
 from robustal.errors import ConfigError

@@ -5,8 +5,16 @@ Every attack is a small object holding its parameters (paper defaults) with one 
 
 - runs the model in eval mode and restores the mode it found;
 - takes gradients with respect to the input only (``torch.autograd.grad``), so it never
-  accumulates gradients in the model's parameters;
+  accumulates gradients in the model's parameters (nor computes them);
+- runs forward passes in the caller's precision: inside ``robustal.runtime.autocast(device,
+  "bf16")`` they run in bf16, while the input, the loss (from float32 logits) and the
+  perturbation stay float32;
+- never synchronises with the host inside its loop (no ``.item()``, no ``.cpu()``);
 - returns a detached tensor in [0, 1] within the eps-ball of `x`.
+
+``fold_batchnorm=True`` attacks the model with each Conv2d -> BatchNorm2d pair folded into one
+convolution (`robustal.runtime.fold_batchnorm`): the same eval-mode function up to float
+rounding, one layer less per forward and backward pass.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustal.errors import ConfigError, unknown_name_error
-from robustal.runtime import model_mode
+from robustal.runtime import fold_batchnorm, model_mode
 
 NORMS = ("linf", "l2")
 
@@ -26,7 +34,7 @@ NORMS = ("linf", "l2")
 def _input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Gradient of the summed cross-entropy with respect to `x` alone."""
     x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y, reduction="sum")
+    loss = F.cross_entropy(model(x).float(), y, reduction="sum")
     (gradient,) = torch.autograd.grad(loss, x)
     return gradient
 
@@ -36,15 +44,22 @@ def _l2_normalise(v: torch.Tensor) -> torch.Tensor:
     return v / norms.view(-1, *([1] * (v.ndim - 1)))
 
 
+def _fold_repr(attack: "Attack") -> str:
+    return ", fold_batchnorm=True" if attack.fold_batchnorm else ""
+
+
 class Attack(ABC):
-    """Base class: validates nothing itself, handles model mode and gradient context."""
+    """Base class: validates nothing itself, handles model mode, gradient context, BN folding."""
+
+    fold_batchnorm: bool = False
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Adversarial examples for inputs `x` (float, [0, 1]) with true labels `y`."""
         with model_mode(model, training=False), torch.inference_mode(False), torch.enable_grad():
-            x_adv = self.perturb(model, x.detach(), y, generator)
+            target = fold_batchnorm(model) if self.fold_batchnorm else model
+            x_adv = self.perturb(target, x.detach(), y, generator)
         return x_adv.detach()
 
     @abstractmethod
@@ -55,16 +70,16 @@ class Attack(ABC):
 class FGSM(Attack):
     """Fast gradient sign method (Goodfellow et al., 2015): one L-inf step of size eps."""
 
-    def __init__(self, eps: float = 0.3) -> None:
+    def __init__(self, eps: float = 0.3, fold_batchnorm: bool = False) -> None:
         if eps < 0:
             raise ConfigError(f"eps must be >= 0, got {eps}")
-        self.eps = eps
+        self.eps, self.fold_batchnorm = eps, fold_batchnorm
 
     def perturb(self, model, x, y, generator):
         return (x + self.eps * _input_gradient(model, x, y).sign()).clamp_(0.0, 1.0)
 
     def __repr__(self) -> str:
-        return f"FGSM(eps={self.eps})"
+        return f"FGSM(eps={self.eps}{_fold_repr(self)})"
 
 
 class PGD(Attack):
@@ -74,7 +89,13 @@ class PGD(Attack):
     """
 
     def __init__(
-        self, eps: float = 0.3, step_size: float = 0.01, steps: int = 40, random_start: bool = True, norm: str = "linf"
+        self,
+        eps: float = 0.3,
+        step_size: float = 0.01,
+        steps: int = 40,
+        random_start: bool = True,
+        norm: str = "linf",
+        fold_batchnorm: bool = False,
     ) -> None:
         if eps < 0:
             raise ConfigError(f"eps must be >= 0, got {eps}")
@@ -85,6 +106,7 @@ class PGD(Attack):
         if norm not in NORMS:
             raise unknown_name_error("norm", norm, NORMS)
         self.eps, self.step_size, self.steps, self.random_start, self.norm = eps, step_size, steps, random_start, norm
+        self.fold_batchnorm = fold_batchnorm
 
     def _random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -118,5 +140,5 @@ class PGD(Attack):
     def __repr__(self) -> str:
         return (
             f"PGD(eps={self.eps}, step_size={self.step_size}, steps={self.steps}, "
-            f"random_start={self.random_start}, norm={self.norm!r})"
+            f"random_start={self.random_start}, norm={self.norm!r}{_fold_repr(self)})"
         )

@@ -12,10 +12,14 @@ from robustal.acquisition import check_acquisition_name
 from robustal.data import dataset_info
 from robustal.errors import ConfigError, unknown_name_error
 from robustal.models import check_model_name
+from robustal.runtime import check_precision
 from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRAINING_REGIMES
 
 # Settings that say where or how fast a run happens, not what it computes: not part of its id.
 NON_IDENTITY_FIELDS = ("data_root", "device")
+# Speed settings that change results only through floating-point arithmetic: part of a run's id
+# when set, left out at their defaults (so ids of runs from before they existed stay the same).
+SPEED_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile")
 
 
 class RunConfig(BaseModel):
@@ -50,6 +54,10 @@ class RunConfig(BaseModel):
     test_size: int | None = Field(None, ge=1, description="test samples evaluated; None = all")
     retrain_from_scratch: bool = False
     seed: int = Field(0, ge=0)
+    precision: str = Field("fp32", description="fp32, or bf16: forward passes under bf16 autocast, fp32 weights")
+    channels_last: bool = Field(False, description="channels-last (NHWC) weights for faster convolutions")
+    fold_batchnorm: bool = Field(False, description="attacks fold eval-mode BatchNorm into the convolution before it")
+    compile: bool = Field(False, description="torch.compile the model")
     device: str = "auto"
     data_root: str | None = None
 
@@ -64,6 +72,7 @@ class RunConfig(BaseModel):
             raise unknown_name_error("optimizer", self.optimizer, OPTIMIZERS)
         if self.lr_schedule not in LR_SCHEDULES:
             raise unknown_name_error("learning-rate schedule", self.lr_schedule, LR_SCHEDULES)
+        check_precision(self.precision)
         if self.budget < self.initial:
             raise ConfigError(f"budget ({self.budget}) must be at least the initial labeled set ({self.initial})")
         return self
@@ -82,6 +91,9 @@ class RunConfig(BaseModel):
         """The settings that determine the results (resolved model name, no paths or devices)."""
         values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
         values["model"] = self.model_name
+        for name in SPEED_FIELDS:
+            if values[name] == type(self).model_fields[name].default:
+                del values[name]
         return values
 
     def run_id(self) -> str:

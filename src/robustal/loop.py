@@ -28,7 +28,7 @@ from robustal.data import ImageDataset, Split, load_dataset
 from robustal.errors import ConfigError, PoolExhaustedError
 from robustal.evaluation import Metrics, evaluate
 from robustal.models import Classifier, build_model
-from robustal.runtime import select_device
+from robustal.runtime import autocast, prepare_model, select_device
 from robustal.seeding import derive_seed, numpy_rng, torch_generator
 from robustal.training import FitResult, TrainingRegime, build_regime, fit, make_optimizer
 
@@ -50,6 +50,7 @@ class TrainingPlan:
     weight_decay: float = 0.0
     lr_schedule: str = "constant"
     retrain_from_scratch: bool = False
+    precision: str = "fp32"
 
 
 class ActiveLearner:
@@ -88,7 +89,8 @@ class ActiveLearner:
         """The `k` pool indices the acquisition function picks for the next round."""
         context = PoolContext(self.model, self.images, self.labeled_indices, self.device)
         rng = numpy_rng(self.seed, "select", self.rounds_trained)
-        return self.acquisition.select(context, self.pool_indices, k, rng)
+        with autocast(self.device, self.plan.precision):  # scoring forward passes at the run's precision
+            return self.acquisition.select(context, self.pool_indices, k, rng)
 
     def teach(self, indices: np.ndarray, labels: np.ndarray) -> None:
         """Record `labels` for `indices` (each index is labeled once)."""
@@ -124,6 +126,7 @@ class ActiveLearner:
             shuffle_generator=torch_generator(self.seed, "shuffle", self.rounds_trained),
             attack_generator=torch_generator(self.seed, "train-attack", self.rounds_trained, device=self.device),
             lr_schedule=plan.lr_schedule,
+            precision=plan.precision,
         )
         self.rounds_trained += 1
         return result
@@ -159,6 +162,7 @@ class RoundRecord:
     select_seconds: float
     eval_seconds: float
     selected: list[int] = field(repr=False)
+    validation_seconds: float = 0.0  # the part of train_seconds spent scoring epochs on validation
 
 
 @dataclass
@@ -195,16 +199,18 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
         model = build_model(config.model_name, dataset.channels, dataset.num_classes, dataset.image_size)
-    train_attack = PGD(config.eps, config.step_size, config.train_steps, random_start=True)
-    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, random_start=True)
+    prepare_model(model.to(device), config.channels_last, config.compile)
+    train_attack = PGD(config.eps, config.step_size, config.train_steps, True, fold_batchnorm=config.fold_batchnorm)
+    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, True, fold_batchnorm=config.fold_batchnorm)
     regime = build_regime(config.training, train_attack)
     validation = dataset.validation.subset(slice(0, config.validation_size))
-    validation_generator = torch_generator(config.seed, "validation-attack", device=device)
 
     def score(model: nn.Module) -> float:
-        # the paper's rule: best epoch by validation robustness (adversarial) or accuracy (standard)
+        # the paper's rule: best epoch by validation robustness (adversarial) or accuracy (standard);
+        # the same attack starts every time, so a resumed run scores exactly as an uninterrupted one
         attack = eval_attack if regime.adversarial else None
-        metrics = evaluate(model, validation, device, attack, validation_generator)
+        generator = torch_generator(config.seed, "validation-attack", device=device)
+        metrics = evaluate(model, validation, device, attack, generator, precision=config.precision)
         return metrics.robust_accuracy if regime.adversarial else metrics.clean_accuracy
 
     plan = TrainingPlan(
@@ -217,6 +223,7 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
         weight_decay=config.weight_decay,
         lr_schedule=config.lr_schedule,
         retrain_from_scratch=config.retrain_from_scratch,
+        precision=config.precision,
     )
     acquisition = build_acquisition(config.acquisition, **config.acquisition_options)
     return ActiveLearner(model, dataset.train.images, acquisition, plan, device, config.seed), eval_attack
@@ -272,7 +279,9 @@ def run_active_learning(
         result = learner.fit()
         start = time.perf_counter()
         eval_generator = torch_generator(config.seed, "test-attack", len(records), device=learner.device)
-        metrics: Metrics = evaluate(learner.model, test, learner.device, eval_attack, eval_generator)
+        metrics: Metrics = evaluate(
+            learner.model, test, learner.device, eval_attack, eval_generator, precision=config.precision
+        )
         record = RoundRecord(
             round=len(records),
             labeled=len(learner.labeled_indices),
@@ -284,6 +293,7 @@ def run_active_learning(
             select_seconds=select_seconds,
             eval_seconds=time.perf_counter() - start,
             selected=[int(i) for i in selected],
+            validation_seconds=result.score_seconds,
         )
         records.append(record)
         if out is not None:

@@ -1,14 +1,18 @@
-"""Small torch helpers shared by every layer: device choice, model modes, batching."""
+"""Small torch helpers shared by every layer: device choice, model modes, batching, and the
+speed settings (precision, memory format, compilation) in one place."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import weakref
 from collections.abc import Iterator
 
 import torch
-from torch import nn
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from robustal.errors import ConfigError
+from robustal.errors import ConfigError, unknown_name_error
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -40,6 +44,120 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return images.float().div_(255.0)
     return images.float()
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of `PRECISIONS`, else a `ConfigError` listing them."""
+    if precision not in PRECISIONS:
+        raise unknown_name_error("precision", precision, PRECISIONS)
+    return precision
+
+
+def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """The context in which forward passes run at `precision`, on CPU and CUDA alike.
+
+    ``fp32``: nothing changes. ``bf16``: `torch.autocast` with bfloat16, so convolutions and
+    matrix products run in bf16 (AMX / AVX-512-BF16 on CPUs that have them, tensor cores on
+    GPUs) while the weights stay float32 (master weights) and reductions autocast keeps in
+    float32 stay there. Callers compute losses from ``logits.float()`` and run backward passes
+    after leaving the context.
+    """
+    if check_precision(precision) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def prepare_model(model: nn.Module, channels_last: bool = False, compile: bool = False) -> nn.Module:
+    """`model` (changed in place) in the channels-last memory format and/or compiled.
+
+    ``channels_last`` stores 4-d weights as NHWC, which oneDNN (CPU) and cuDNN (GPU) convolve
+    faster; inputs need no conversion. ``compile`` wraps the forward in `torch.compile`
+    (``nn.Module.compile``: parameter names and the state dict are unchanged). Both change
+    results only at floating-point rounding level; benchmarks/README.md reports when they pay.
+    """
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if compile:
+        model.compile()
+    return model
+
+
+def _normalises_a_conv(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether `node` applies a BatchNorm2d with running statistics to the output of a Conv2d
+    that nothing else uses (the pattern that folds into one convolution)."""
+    if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d) or not node.args:
+        return False
+    source = node.args[0]
+    return (
+        isinstance(source, fx.Node)
+        and source.op == "call_module"
+        and isinstance(modules[source.target], nn.Conv2d)
+        and len(source.users) == 1
+        and modules[node.target].track_running_stats
+    )
+
+
+class _FoldedBatchNorm:
+    """A traced copy of a model's forward in which every Conv2d -> BatchNorm2d pair is one Conv2d.
+
+    The copy shares every other module with the model; the folded convolutions are refreshed
+    from the live convolution and BatchNorm (running statistics and affine parameters) on
+    every `current()` call, so the view always computes the model's present eval-mode function.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.module = fx.symbolic_trace(model)  # leaves are the model's own modules
+        modules = dict(self.module.named_modules())
+        self.pairs: list[tuple[nn.Conv2d, nn.Conv2d, nn.BatchNorm2d]] = []
+        for node in list(self.module.graph.nodes):
+            if not _normalises_a_conv(node, modules):
+                continue
+            source = node.args[0]
+            conv, norm = modules[source.target], modules[node.target]
+            folded = copy.deepcopy(conv)  # its weights are replaced by `current()`
+            parent, _, name = source.target.rpartition(".")
+            setattr(self.module.get_submodule(parent), name, folded)  # a container of the copy only
+            self.pairs.append((folded, conv, norm))
+            node.replace_all_uses_with(source)
+            self.module.graph.erase_node(node)
+        self.module.delete_all_unused_submodules()
+        self.module.recompile()
+
+    def current(self) -> nn.Module:
+        with torch.no_grad():
+            for folded, conv, norm in self.pairs:
+                weight, bias = fuse_conv_bn_weights(
+                    conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
+                )
+                folded.weight, folded.bias = weight.requires_grad_(False), bias.requires_grad_(False)
+        return self.module
+
+
+_FOLDED_VIEWS: weakref.WeakKeyDictionary[nn.Module, _FoldedBatchNorm | None] = weakref.WeakKeyDictionary()
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """The eval-mode function of `model` with each Conv2d -> BatchNorm2d pair folded into one Conv2d.
+
+    In eval mode a BatchNorm is an affine map, so folding it into the preceding convolution
+    computes the same function (up to float rounding) with one layer less forward and
+    backward: what attacks evaluate 40 to 50 times per batch. The traced structure is built
+    once per model (torch.fx) and cached; the folded weights are recomputed from the live
+    parameters on every call. Models that torch.fx cannot trace, or without such pairs, are
+    returned unchanged. The view shares every other module with `model` (and so their mode):
+    use it with `model` in eval mode, and not after replacing submodules of `model`.
+    """
+    if model not in _FOLDED_VIEWS:
+        try:
+            view = _FoldedBatchNorm(model)
+        except Exception:  # noqa: BLE001 - untraceable (data-dependent control flow): no folding
+            view = None
+        _FOLDED_VIEWS[model] = view if view is not None and view.pairs else None
+    view = _FOLDED_VIEWS[model]
+    return model if view is None else view.current()
 
 
 def batch_slices(total: int, batch_size: int) -> Iterator[slice]:

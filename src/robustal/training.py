@@ -1,7 +1,8 @@
 """One training loop with a pluggable step (the regime): standard or PGD adversarial training.
 
 The loop trains for a number of epochs, scores the model on the validation split after each
-epoch and keeps the best epoch's weights (the paper's model selection).
+epoch and keeps the best epoch's weights (the paper's model selection). It never waits for the
+device inside an epoch (no ``.item()``): the only host synchronisation is the epoch's score.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import nn
 from robustal.attacks import PGD, Attack
 from robustal.data.dataset import Split
 from robustal.errors import ConfigError, unknown_name_error
-from robustal.runtime import batch_slices, model_mode, to_float
+from robustal.runtime import autocast, batch_slices, check_precision, model_mode, to_float
 
 
 class TrainingRegime(ABC):
@@ -30,7 +31,8 @@ class TrainingRegime(ABC):
 
     @abstractmethod
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """The training loss of batch (x, y); called with the model in train mode."""
+        """The training loss of batch (x, y), float32; called with the model in train mode and in
+        the run's precision context (`robustal.runtime.autocast`)."""
 
 
 class StandardTraining(TrainingRegime):
@@ -40,7 +42,7 @@ class StandardTraining(TrainingRegime):
     adversarial = False
 
     def loss(self, model, x, y, generator):
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(model(x).float(), y)
 
 
 class PGDTraining(TrainingRegime):
@@ -54,7 +56,7 @@ class PGDTraining(TrainingRegime):
 
     def loss(self, model, x, y, generator):
         x_adv = self.attack(model, x, y, generator)
-        return F.cross_entropy(model(x_adv), y)
+        return F.cross_entropy(model(x_adv).float(), y)
 
 
 TRAINING_REGIMES = ("standard", "pgd")
@@ -110,12 +112,14 @@ def make_scheduler(
 
 @dataclass
 class FitResult:
-    """What one call of `fit` did: the kept epoch (0-based), its score, every epoch's score."""
+    """What one call of `fit` did: the kept epoch (0-based), its score, every epoch's score, and
+    its wall time in seconds, of which `score_seconds` went into the per-epoch scoring."""
 
     best_epoch: int
     best_score: float
     epoch_scores: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    score_seconds: float = 0.0
 
 
 def fit(
@@ -130,20 +134,24 @@ def fit(
     shuffle_generator: torch.Generator,
     attack_generator: torch.Generator | None = None,
     lr_schedule: str = "constant",
+    precision: str = "fp32",
 ) -> FitResult:
     """Train `model` on `data` for `epochs` and load the weights of the best-scoring epoch.
 
     `score(model)` is called after every epoch (higher is better; the first of equal scores wins).
     `shuffle_generator` (CPU) orders the batches; `attack_generator` feeds adversarial regimes;
-    `lr_schedule` is stepped once per batch (see `make_scheduler`).
+    `lr_schedule` is stepped once per batch (see `make_scheduler`). `precision` ``bf16`` runs
+    the regime's forward passes (attack included) under bf16 autocast; weights, gradients and
+    optimizer state stay float32 (see `robustal.runtime.autocast`).
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    check_precision(precision)
     start = time.perf_counter()
     images = data.images.to(device)
     labels = data.labels.to(device)
     scheduler = make_scheduler(lr_schedule, optimizer, epochs * -(-len(data) // batch_size))
-    best_state, best_score, best_epoch, scores = None, float("-inf"), -1, []
+    best_state, best_score, best_epoch, scores, score_seconds = None, float("-inf"), -1, [], 0.0
     for epoch in range(epochs):
         order = torch.randperm(len(data), generator=shuffle_generator).to(device)
         with model_mode(model, training=True):
@@ -151,15 +159,18 @@ def fit(
                 batch = order[part]
                 if len(batch) == 1 and len(data) > 1:
                     continue  # BatchNorm cannot train on one sample; it is seen in other epochs
-                loss = regime.loss(model, to_float(images[batch]), labels[batch], attack_generator)
+                with autocast(device, precision):
+                    loss = regime.loss(model, to_float(images[batch]), labels[batch], attack_generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+        score_start = time.perf_counter()
         epoch_score = float(score(model))
+        score_seconds += time.perf_counter() - score_start
         scores.append(epoch_score)
         if epoch_score > best_score:
             best_state, best_score, best_epoch = copy.deepcopy(model.state_dict()), epoch_score, epoch
     model.load_state_dict(best_state)
-    return FitResult(best_epoch, best_score, scores, time.perf_counter() - start)
+    return FitResult(best_epoch, best_score, scores, time.perf_counter() - start, score_seconds)

@@ -6,7 +6,9 @@ import sys
 
 import typer
 
+from robustal.cli.retrain import retrain_command
 from robustal.cli.run import demo_command, run_command
+from robustal.cli.study import study_app
 from robustal.errors import RobustALError
 
 app = typer.Typer(
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+app.command("retrain")(retrain_command)
+app.add_typer(study_app, name="study")
 
 
 def main() -> None:

@@ -71,13 +71,18 @@ def run_command(
     image_size: Annotated[Optional[int], typer.Option(help="resize images (MNIST default 32; 28 keeps native)")] = None,
     retrain_from_scratch: Annotated[bool, typer.Option("--retrain-from-scratch", help="reinitialise every round")] = False,
     seed: Annotated[Optional[int], typer.Option(help="seed of every random choice")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, or bf16 (bf16 autocast, fp32 weights; faster)")] = None,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC weights (faster convolutions)")] = False,
+    fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm into convs")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="folder with datasets; default $ROBUSTAL_DATA")] = None,
 ) -> None:
     """One active-learning run; resumes from OUT if it was interrupted."""
     settings = {name: value for name, value in locals().items() if value is not None and name != "out"}
-    if not retrain_from_scratch:
-        settings.pop("retrain_from_scratch")
+    for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile"):
+        if not settings[flag]:
+            settings.pop(flag)
     if data_root is not None:
         settings["data_root"] = str(data_root)
     config = make_config(**settings)

@@ -1,0 +1,101 @@
+"""Speed settings that must not change what is computed: evaluation batch size, BatchNorm
+folding in attacks, channels-last weights, torch.compile wiring. No timed assertions."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from robustal.attacks import PGD
+from robustal.evaluation import evaluate
+from robustal.models import build_model
+from robustal.runtime import fold_batchnorm, prepare_model, to_float
+from robustal.seeding import torch_generator
+
+CPU = torch.device("cpu")
+
+
+def model_with_batchnorm_statistics(name: str, channels: int, size: int) -> nn.Module:
+    """A freshly built model whose BatchNorm layers hold non-trivial running statistics."""
+    torch.manual_seed(0)
+    model = build_model(name, channels, 10, size)
+    with torch.no_grad():
+        model.train()(torch.rand(32, channels, size, size) * 2)
+    return model.eval()
+
+
+def test_evaluation_gives_identical_results_for_any_batch_size_in_fp32(trained_digits_model, digits):
+    attack = PGD(eps=0.1, step_size=0.02, steps=5)
+    results = {
+        size: evaluate(trained_digits_model, digits.test, CPU, attack, torch_generator(0, "e"), batch_size=size)
+        for size in (32, 100, 500, len(digits.test))
+    }
+    assert len(set(results.values())) == 1, results
+
+
+@pytest.mark.parametrize("name, channels, size", [("small_cnn", 1, 8), ("lenet5", 1, 32), ("resnet18", 3, 32)])
+def test_folded_view_computes_the_models_eval_function_and_follows_its_updates(name, channels, size):
+    model = model_with_batchnorm_statistics(name, channels, size)
+    x = torch.rand(4, channels, size, size)
+    view = fold_batchnorm(model)
+    assert view is not model
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in view.modules())
+    torch.testing.assert_close(view(x), model(x), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # an optimizer step and new running statistics
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        model.train()(torch.rand(32, channels, size, size))
+    model.eval()
+    torch.testing.assert_close(fold_batchnorm(model)(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_models_without_batchnorm_or_untraceable_are_attacked_as_they_are():
+    mlp = build_model("mlp", 1, 10, 8)
+
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.norm(self.conv(x)) if x.sum() > 0 else x
+
+    untraceable = DataDependent().eval()
+    assert fold_batchnorm(mlp) is mlp
+    assert fold_batchnorm(untraceable) is untraceable
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_folding_attack_leaves_mode_statistics_and_gradients_alone(training, digits):
+    model = model_with_batchnorm_statistics("small_cnn", 1, 8)
+    x, y = to_float(digits.test.images[:64]), digits.test.labels[:64]
+    statistics = copy.deepcopy({k: v for k, v in model.state_dict().items() if "running" in k})
+    model.train(training)
+    folded = PGD(eps=0.1, step_size=0.02, steps=5, fold_batchnorm=True)(model, x, y, torch_generator(0, "a"))
+    plain = PGD(eps=0.1, step_size=0.02, steps=5)(model, x, y, torch_generator(0, "a"))
+    assert model.training is training
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in statistics.items())
+    assert (folded - x).abs().max() <= 0.1 + 1e-6 and folded.min() >= 0 and folded.max() <= 1
+    assert (folded != plain).float().mean() < 0.01  # the same attack up to float rounding
+    assert "fold_batchnorm=True" in repr(PGD(fold_batchnorm=True))
+
+
+def test_channels_last_changes_the_layout_not_the_results(trained_digits_model, digits):
+    model = copy.deepcopy(trained_digits_model)
+    prepare_model(model, channels_last=True)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.ndim == 4)
+    attack = PGD(eps=0.1, step_size=0.02, steps=5)
+    reference = evaluate(trained_digits_model, digits.test, CPU, attack, torch_generator(0, "e"))
+    result = evaluate(model, digits.test, CPU, attack, torch_generator(0, "e"))
+    assert result.clean_accuracy == pytest.approx(reference.clean_accuracy, abs=0.005)
+    assert result.robust_accuracy == pytest.approx(reference.robust_accuracy, abs=0.01)
+
+
+def test_compile_keeps_parameter_names_and_state_dict():
+    model = build_model("small_cnn", 1, 10, 8)
+    keys = list(model.state_dict())
+    prepare_model(model, compile=True)  # compilation itself happens lazily, at the first call
+    assert list(model.state_dict()) == keys
+    assert model._compiled_call_impl is not None
