@@ -20,6 +20,8 @@ NON_IDENTITY_FIELDS = ("data_root", "device")
 # Speed settings that change results only through floating-point arithmetic: part of a run's id
 # when set, left out at their defaults (so ids of runs from before they existed stay the same).
 SPEED_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile")
+# Fields added after the first runs: left out of the id at their defaults, for the same reason.
+LATER_FIELDS = SPEED_FIELDS + ("augment",)
 
 
 class RunConfig(BaseModel):
@@ -53,6 +55,9 @@ class RunConfig(BaseModel):
     validation_size: int | None = Field(None, ge=1, description="validation samples for model selection; None = all")
     test_size: int | None = Field(None, ge=1, description="test samples evaluated; None = all")
     retrain_from_scratch: bool = False
+    augment: bool | None = Field(
+        None, description="train-time random crop + flip; None = the dataset's default (on for SVHN and CIFAR-10)"
+    )
     seed: int = Field(0, ge=0)
     precision: str = Field("fp32", description="fp32, or bf16: forward passes under bf16 autocast, fp32 weights")
     channels_last: bool = Field(False, description="channels-last (NHWC) weights for faster convolutions")
@@ -83,6 +88,11 @@ class RunConfig(BaseModel):
         return self.model or dataset_info(self.dataset).default_model
 
     @property
+    def uses_augmentation(self) -> bool:
+        """Whether training batches are augmented (``augment``, else the dataset's default)."""
+        return dataset_info(self.dataset).augment if self.augment is None else self.augment
+
+    @property
     def rounds(self) -> int:
         """Number of acquisition rounds after the initial one."""
         return -(-(self.budget - self.initial) // self.per_round)
@@ -91,7 +101,7 @@ class RunConfig(BaseModel):
         """The settings that determine the results (resolved model name, no paths or devices)."""
         values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
         values["model"] = self.model_name
-        for name in SPEED_FIELDS:
+        for name in LATER_FIELDS:
             if values[name] == type(self).model_fields[name].default:
                 del values[name]
         return values

@@ -51,6 +51,7 @@ class TrainingPlan:
     lr_schedule: str = "constant"
     retrain_from_scratch: bool = False
     precision: str = "fp32"
+    augment: bool = False  # random crop + flip of training batches (SVHN, CIFAR-10 as the paper)
 
 
 class ActiveLearner:
@@ -127,6 +128,7 @@ class ActiveLearner:
             attack_generator=torch_generator(self.seed, "train-attack", self.rounds_trained, device=self.device),
             lr_schedule=plan.lr_schedule,
             precision=plan.precision,
+            augment_generator=torch_generator(self.seed, "augment", self.rounds_trained) if plan.augment else None,
         )
         self.rounds_trained += 1
         return result
@@ -224,12 +226,14 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
         lr_schedule=config.lr_schedule,
         retrain_from_scratch=config.retrain_from_scratch,
         precision=config.precision,
+        augment=config.uses_augmentation,
     )
     acquisition = build_acquisition(config.acquisition, **config.acquisition_options)
     return ActiveLearner(model, dataset.train.images, acquisition, plan, device, config.seed), eval_attack
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` by `write(temporary)` then a rename, so readers never see a partial file."""
     temporary = path.with_name(f".{path.name}.tmp")
     write(temporary)
     os.replace(temporary, path)
@@ -263,7 +267,7 @@ def run_active_learning(
         out.mkdir(parents=True, exist_ok=True)
         records = _resume(out, config, learner)
         payload = {"run_id": config.run_id(), "config": config.model_dump(), "versions": versions()}
-        _atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
+        atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
 
     while True:
         labeled = len(learner.labeled_indices)
@@ -306,9 +310,9 @@ def run_active_learning(
 def _save_round(out: Path, config: RunConfig, learner: ActiveLearner, records: list[RoundRecord]) -> None:
     # rounds first, checkpoint last: a checkpoint always has its rounds on disk
     frame = records_frame(config, records)
-    _atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
+    atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
     state = {**learner.state(), "run_id": config.run_id(), "records": [asdict(r) for r in records]}
-    _atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
+    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
 
 
 def _resume(out: Path, config: RunConfig, learner: ActiveLearner) -> list[RoundRecord]:

@@ -55,7 +55,7 @@ from robustal.loop import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     ActiveLearner,
-    _atomic_write,
+    atomic_write,
     build_learner,
     load_checkpoint,
     versions,
@@ -442,7 +442,7 @@ def run_retraining(
             "config": config.model_dump(),
             "versions": versions(),
         }
-        _atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
+        atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
 
     todo = [budget for budget in problem.budgets() if budget not in done]
     if todo:
@@ -457,7 +457,7 @@ def run_retraining(
             done[budget] = record
             if out is not None:
                 frame = records_frame(problem, [done[key] for key in sorted(done)])
-                _atomic_write(out / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
+                atomic_write(out / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
             if on_budget is not None:
                 on_budget(record)
     return records_frame(problem, [done[budget] for budget in problem.budgets()])

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustal.data.augment import augment
 from robustal.attacks import PGD, Attack
 from robustal.data.dataset import Split
 from robustal.errors import ConfigError, unknown_name_error
@@ -135,6 +136,7 @@ def fit(
     attack_generator: torch.Generator | None = None,
     lr_schedule: str = "constant",
     precision: str = "fp32",
+    augment_generator: torch.Generator | None = None,
 ) -> FitResult:
     """Train `model` on `data` for `epochs` and load the weights of the best-scoring epoch.
 
@@ -142,7 +144,8 @@ def fit(
     `shuffle_generator` (CPU) orders the batches; `attack_generator` feeds adversarial regimes;
     `lr_schedule` is stepped once per batch (see `make_scheduler`). `precision` ``bf16`` runs
     the regime's forward passes (attack included) under bf16 autocast; weights, gradients and
-    optimizer state stay float32 (see `robustal.runtime.autocast`).
+    optimizer state stay float32 (see `robustal.runtime.autocast`). With `augment_generator`
+    (CPU), every batch is randomly cropped and flipped first (`robustal.data.augment`).
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {epochs}")
@@ -159,8 +162,11 @@ def fit(
                 batch = order[part]
                 if len(batch) == 1 and len(data) > 1:
                     continue  # BatchNorm cannot train on one sample; it is seen in other epochs
+                inputs = images[batch]
+                if augment_generator is not None:
+                    inputs = augment(inputs, augment_generator)
                 with autocast(device, precision):
-                    loss = regime.loss(model, to_float(images[batch]), labels[batch], attack_generator)
+                    loss = regime.loss(model, to_float(inputs), labels[batch], attack_generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from robustal.cli.data import data_app
+from robustal.cli.presets import presets_command
 from robustal.cli.retrain import retrain_command
 from robustal.cli.run import demo_command, run_command
 from robustal.cli.study import study_app
@@ -21,6 +23,8 @@ app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("retrain")(retrain_command)
 app.add_typer(study_app, name="study")
+app.add_typer(data_app, name="data")
+app.command("presets")(presets_command)
 
 
 def main() -> None:

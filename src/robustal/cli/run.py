@@ -14,6 +14,7 @@ from rich.table import Table
 from robustal.acquisition import available_acquisitions
 from robustal.config import RunConfig, make_config
 from robustal.loop import RoundRecord, run_active_learning
+from robustal.presets import apply_preset
 from robustal.report import plot_learning_curves
 
 console = Console()
@@ -50,6 +51,9 @@ def run_with_progress(config: RunConfig, out: Path | None, label: str = "", verb
 
 def run_command(
     out: Annotated[Path, typer.Option(help="run directory: config.json, rounds.parquet, checkpoint.pt")] = Path("runs/run"),
+    preset: Annotated[
+        Optional[str], typer.Option(help="paper or quick: the protocol for --dataset (`robustal presets`); flags override it")
+    ] = None,
     dataset: Annotated[Optional[str], typer.Option(help="dataset name (see `robustal data list`)")] = None,
     model: Annotated[Optional[str], typer.Option(help="architecture; default: the dataset's")] = None,
     acquisition: Annotated[Optional[str], typer.Option(help="acquisition function")] = None,
@@ -69,6 +73,9 @@ def run_command(
     validation_size: Annotated[Optional[int], typer.Option(help="validation samples for model selection")] = None,
     test_size: Annotated[Optional[int], typer.Option(help="test samples evaluated")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="resize images (MNIST default 32; 28 keeps native)")] = None,
+    augment: Annotated[
+        Optional[bool], typer.Option("--augment/--no-augment", help="random crop + flip; default: on for SVHN, CIFAR-10")
+    ] = None,
     retrain_from_scratch: Annotated[bool, typer.Option("--retrain-from-scratch", help="reinitialise every round")] = False,
     seed: Annotated[Optional[int], typer.Option(help="seed of every random choice")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, or bf16 (bf16 autocast, fp32 weights; faster)")] = None,
@@ -79,12 +86,14 @@ def run_command(
     data_root: Annotated[Optional[Path], typer.Option(help="folder with datasets; default $ROBUSTAL_DATA")] = None,
 ) -> None:
     """One active-learning run; resumes from OUT if it was interrupted."""
-    settings = {name: value for name, value in locals().items() if value is not None and name != "out"}
+    settings = {name: value for name, value in locals().items() if value is not None and name not in ("out", "preset")}
     for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile"):
         if not settings[flag]:
             settings.pop(flag)
     if data_root is not None:
         settings["data_root"] = str(data_root)
+    if preset is not None:
+        settings = apply_preset(preset, dataset or "digits", settings)
     config = make_config(**settings)
     console.print(f"run {config.run_id()} -> {out}")
     result = run_with_progress(config, out)

@@ -29,7 +29,7 @@ import yaml
 
 from robustal.config import RunConfig
 from robustal.errors import ConfigError
-from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, RunResult, _atomic_write, versions
+from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, RunResult, atomic_write, versions
 
 STUDY_FILE = "study.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -68,7 +68,7 @@ def rounds_completed(run_dir: Path) -> int:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write `payload` as indented JSON, atomically."""
-    _atomic_write(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=2)))
+    atomic_write(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=2)))
 
 
 def read_json(path: Path) -> Any:
@@ -116,7 +116,7 @@ def write_study(study_dir: Path, spec_dict: dict[str, Any], configs: list[RunCon
         if run_state(run_directory(study_dir, run_id)) != "pending"
     }
     runs.update({config.run_id(): config.identity() for config in configs})
-    _atomic_write(study_dir / STUDY_FILE, lambda p: p.write_text(yaml.safe_dump(spec_dict, sort_keys=False)))
+    atomic_write(study_dir / STUDY_FILE, lambda p: p.write_text(yaml.safe_dump(spec_dict, sort_keys=False)))
     write_json(study_dir / MANIFEST_FILE, {"name": spec_dict.get("name"), "runs": runs})
 
 
