@@ -38,3 +38,13 @@ def test_run_id_is_stable_and_ignores_paths_and_devices():
     assert a.run_id() == make_config(dataset="mnist", model="lenet5", seed=1).run_id()
     assert a.run_id() != make_config(dataset="mnist", seed=2).run_id()
     assert len(a.run_id()) == 16
+
+
+def test_augmentation_defaults_to_the_dataset_and_enters_the_id_only_when_set():
+    assert make_config(dataset="cifar10").uses_augmentation
+    assert make_config(dataset="svhn").uses_augmentation
+    assert not make_config(dataset="digits").uses_augmentation
+    assert make_config(dataset="digits", augment=True).uses_augmentation
+    assert make_config(dataset="cifar10", augment=False).uses_augmentation is False
+    assert "augment" not in make_config().identity()
+    assert make_config(augment=True).run_id() != make_config().run_id()

@@ -71,3 +71,36 @@ def test_unknown_names_list_the_valid_ones():
         make_optimizer("lbfgs", torch.nn.Linear(1, 1), 0.1)
     with pytest.raises(ConfigError, match="valid choices: constant, cyclic"):
         make_scheduler("cosine", make_optimizer("sgd", torch.nn.Linear(1, 1), 0.1), 10)
+
+
+def _train_small_cnn(digits, augment_generator):
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 1, 10, 8)
+    seen = []
+    regime = build_regime("standard")
+    original_loss = regime.loss
+
+    def recording_loss(m, x, y, generator):
+        seen.append(x.clone())
+        return original_loss(m, x, y, generator)
+
+    regime.loss = recording_loss
+    fit(
+        model, regime, digits.train.subset(slice(0, 100)), lambda m: 0.0, torch.device("cpu"), epochs=1,
+        batch_size=50, optimizer=make_optimizer("adam", model, 1e-3), shuffle_generator=torch_generator(0, "s"),
+        augment_generator=augment_generator,
+    )
+    return torch.cat(seen), model
+
+
+def test_fit_augments_batches_reproducibly_and_only_when_asked(digits):
+    plain, _ = _train_small_cnn(digits, None)
+    augmented, model_a = _train_small_cnn(digits, torch_generator(0, "augment"))
+    again, model_b = _train_small_cnn(digits, torch_generator(0, "augment"))
+    assert augmented.shape == plain.shape
+    assert not torch.equal(augmented, plain)  # crops and flips changed the inputs
+    assert torch.equal(augmented, again)  # same generator seed, same batches and weights
+    for name, tensor in model_a.state_dict().items():
+        assert torch.equal(tensor, model_b.state_dict()[name])
+    # a crop keeps pixel values (zero padding adds zeros only): every augmented pixel exists in the plain batch
+    assert set(augmented.unique().tolist()) <= set(plain.unique().tolist()) | {0.0}
