@@ -215,3 +215,23 @@ def test_cli_retrains_with_each_function_and_writes_the_table(start_run, digits,
     failed = robustal("retrain", "--checkpoint", start_run, "--budgets", "500", "--out", tmp_path / "x")
     assert failed.returncode == 2 and "budget 500 exceeds the 180 candidates" in failed.stderr
     assert "Traceback" not in failed.stderr and not (tmp_path / "x" / "dre" / RESULTS_FILE).exists()
+
+
+def test_a_relative_checkpoint_is_read_from_root_and_keeps_its_id(start_run, digits, tmp_path):
+    # a study stores `runs/<run id>` relative to its directory, so that the directory can move
+    moved = tmp_path / "study"
+    shutil.copytree(start_run, moved / "runs" / "source")
+    config = make_retrain_config(checkpoint="runs/source", acquisition="random", budgets="10", **FAST)
+    table = run_retraining(config, tmp_path / "out", dataset=digits, root=moved)
+    assert table["run_id"].iloc[0] == config.run_id() and list(table["budget"]) == [10]
+    with pytest.raises(ConfigError, match="no checkpoint at runs/source"):
+        run_retraining(config, dataset=digits)  # relative to the working directory without a root
+
+
+def test_validation_errors_read_the_same_for_runs_and_retraining():
+    with pytest.raises(ConfigError, match=r"^invalid run settings: epochs: Input should be greater than or equal to 1$"):
+        make_config(epochs=0)
+    with pytest.raises(ConfigError, match=r"^invalid retraining settings: epochs: Input should be greater than or equal to 1$"):
+        make_retrain_config(checkpoint="runs/x", budgets="5", epochs=0)
+    with pytest.raises(ConfigError, match=r"^invalid run settings: budget \(10\) must be at least the initial"):
+        make_config(budget=10, initial=20)  # a model-level problem: no setting name in front

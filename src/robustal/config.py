@@ -112,14 +112,20 @@ class RunConfig(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def validation_message(error: ValidationError) -> str:
+    """The problems of a pydantic `error` as one line: ``setting: problem; ...`` (a problem of
+    no single setting, e.g. from a model validator, without the ``setting:`` part)."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
 def make_config(**settings: Any) -> RunConfig:
     """Build a `RunConfig`, turning validation failures into one readable `ConfigError`."""
     try:
         return RunConfig(**settings)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item["loc"]) or "config"
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if item["loc"] else message)
-        raise ConfigError("invalid run settings: " + "; ".join(problems)) from None
+        raise ConfigError("invalid run settings: " + validation_message(error)) from None

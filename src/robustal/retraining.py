@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from robustal.acquisition import check_acquisition_name
 from robustal.attacks import Attack
-from robustal.config import RunConfig, make_config
+from robustal.config import RunConfig, make_config, validation_message
 from robustal.data import ImageDataset, Split, load_dataset
 from robustal.errors import ConfigError, DataError, unknown_name_error
 from robustal.evaluation import Metrics, evaluate
@@ -188,12 +188,7 @@ def make_retrain_config(**settings: Any) -> RetrainConfig:
     try:
         return RetrainConfig(**settings)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item["loc"])
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {message}" if where else message)
-        raise ConfigError("invalid retraining settings: " + "; ".join(problems)) from None
+        raise ConfigError("invalid retraining settings: " + validation_message(error)) from None
 
 
 @dataclass(frozen=True)
@@ -328,9 +323,18 @@ class RetrainingProblem:
         return evaluate(model, self.dataset.test, device, attack, generator)
 
 
-def load_problem(config: RetrainConfig, dataset: ImageDataset | None = None) -> RetrainingProblem:
-    """Load the checkpoint and the dataset of `config` and build the splits."""
-    _, source_config, state = load_checkpoint(config.checkpoint)
+def checkpoint_path(config: RetrainConfig, root: str | os.PathLike | None = None) -> Path:
+    """Where the checkpoint of `config` is: a relative ``config.checkpoint`` is read from `root`
+    (default: the working directory)."""
+    path = Path(config.checkpoint)
+    return path if root is None or path.is_absolute() else Path(root) / path
+
+
+def load_problem(
+    config: RetrainConfig, dataset: ImageDataset | None = None, root: str | os.PathLike | None = None
+) -> RetrainingProblem:
+    """Load the checkpoint (see `checkpoint_path` for `root`) and the dataset of `config` and build the splits."""
+    _, source_config, state = load_checkpoint(checkpoint_path(config, root))
     name = config.dataset or source_config.dataset
     if name != source_config.dataset:
         raise ConfigError(
@@ -421,15 +425,17 @@ def run_retraining(
     out_dir: str | os.PathLike | None = None,
     dataset: ImageDataset | None = None,
     on_budget: Callable[[BudgetRecord], None] | None = None,
+    root: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Retrain the checkpoint of `config` once per budget; one row per budget (ascending).
 
     With `out_dir`, writes ``config.json`` and ``results.parquet`` (atomically, after every
     budget) and skips the budgets already in ``results.parquet``: an interrupted run resumes,
     and budgets can be added to a finished one. A directory of another configuration or another
-    starting checkpoint is refused.
+    starting checkpoint is refused. A relative ``config.checkpoint`` is read from `root` (a study
+    directory keeps ``runs/<run id>`` there, so the id does not depend on where the study is).
     """
-    problem = load_problem(config, dataset)
+    problem = load_problem(config, dataset, root)
     out = Path(out_dir) if out_dir is not None else None
     done: dict[int, BudgetRecord] = {}
     if out is not None:

@@ -1,4 +1,5 @@
-"""``robustal study run|status|results``: grids of runs, resumable, on local processes or Ray."""
+"""``robustal study run|status|results``: grids of runs and retraining jobs, resumable, on
+local processes or Ray."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from robustal.errors import ConfigError
-from robustal.experiments import StudyProgress, VIEWS, run_study, study_results, study_status
+from robustal.experiments import (
+    StudyProgress,
+    VIEWS,
+    retraining_results,
+    retraining_status,
+    run_study,
+    study_results,
+    study_status,
+)
 
 console = Console()
 FORMATS = ("table", "csv", "parquet")
 GROUP_COLUMNS = ["dataset", "model", "training", "acquisition"]
+STATES = ["done", "partial", "failed", "pending"]
+RETRAINING_SHOWN = ["training", "acquisition", "budget", "seed", "robust_after", "robust_gain"]  # even when constant
 
 study_app = typer.Typer(
     help="Studies: grids of runs (datasets x models x acquisition functions x training x seeds).",
@@ -34,10 +45,15 @@ def _duration(seconds: float | None) -> str:
 
 
 def _describe(progress: StudyProgress) -> str:
+    what = "runs+jobs" if progress.retraining_jobs else "runs"  # jobs: retraining jobs
     return (
-        f"runs: [green]{progress.done} done[/green], {progress.running} running, "
+        f"{what}: [green]{progress.done} done[/green], {progress.running} running, "
         f"[red]{progress.failed} failed[/red], {progress.pending} pending"
     )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @study_app.command("run")
@@ -52,17 +68,20 @@ def run_command(
     ] = None,
     gpus_per_run: Annotated[float, typer.Option(help="GPUs each Ray task requests (ray executor)")] = 0.0,
 ) -> None:
-    """Run every run of SPEC that is not finished yet; failed runs are retried."""
+    """Run every run and retraining job of SPEC that is not finished yet; failed ones are retried.
+
+    Retraining jobs (the spec's `retrain:` section) start once their source run is done.
+    """
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("rounds"),
+        TextColumn("{task.fields[unit]}"),
         TimeElapsedColumn(),
         TextColumn("ETA {task.fields[eta]}"),
         console=console,
     ) as bar:
-        task = bar.add_task("starting", total=None, eta="?")
+        task = bar.add_task("starting", total=None, eta="?", unit="rounds")
 
         def on_progress(progress: StudyProgress) -> None:
             bar.update(
@@ -71,6 +90,7 @@ def run_command(
                 total=progress.rounds_total,
                 completed=progress.rounds_done,
                 eta=_duration(progress.eta_seconds),
+                unit="rounds+budgets" if progress.retraining_jobs else "rounds",
             )
 
         try:
@@ -79,69 +99,95 @@ def run_command(
             bar.stop()
             console.print(f"interrupted: run the same command again to resume (finished rounds are kept in {out})")
             raise typer.Exit(130) from None
-    done, skipped, failed = report.count("done"), report.count("skipped"), report.count("failed")
-    runs = f"{len(report.states)} run{'' if len(report.states) == 1 else 's'}"
-    console.print(f"{runs}: {done} done, {skipped} skipped (finished before), {failed} failed")
-    for run_id, error in report.errors.items():
-        console.print(f"[red]failed[/red] {run_id}: {error}  (traceback: {out}/runs/{run_id}/error.json)")
-    console.print(f"results: robustal study results {out}")
-    if failed:
+    for noun, retraining in (("run", False), ("retraining job", True)):
+        total = len(report.states) - len(report.retraining) if not retraining else len(report.retraining)
+        if total or not retraining:
+            done, skipped = report.count("done", retraining), report.count("skipped", retraining)
+            failed = report.count("failed", retraining)
+            console.print(f"{_plural(total, noun)}: {done} done, {skipped} skipped (finished before), {failed} failed")
+    for key, error in report.errors.items():
+        console.print(f"[red]failed[/red] {key}: {error}  (traceback: {report.directory(key) / 'error.json'})")
+    console.print(f"results: robustal study results {out}" + (" [--retraining]" if report.retraining else ""))
+    if report.count("failed"):
         raise typer.Exit(1)
 
 
 @study_app.command("status")
 def status_command(study_dir: Annotated[Path, typer.Argument(help="study directory (--out of study run)")]) -> None:
-    """Runs by state (done, partial = interrupted or running, failed, pending), per group."""
+    """Runs and retraining jobs by state (done, partial = interrupted or running, failed,
+    pending), per group."""
     status = study_status(study_dir)
-    counts = status["state"].value_counts()
-    states = ["done", "partial", "failed", "pending"]
-    console.print(f"{len(status)} runs: " + ", ".join(f"{counts.get(state, 0)} {state}" for state in states))
-    table = Table(*GROUP_COLUMNS, *states, "rounds")
-    for key, group in status.groupby(GROUP_COLUMNS, dropna=False, sort=True):
-        group_counts = group["state"].value_counts()
-        rounds = f"{group['rounds_done'].sum()}/{group['rounds_total'].sum()}"
-        table.add_row(*map(str, key), *(str(group_counts.get(state, 0)) for state in states), rounds)
-    console.print(table)
+    _print_states(status, "run", "rounds")
     for row in status[status["state"] == "failed"].itertuples():
         console.print(f"[red]failed[/red] {row.run_id} ({row.acquisition}, {row.training}, seed {row.seed}): {row.error}")
+    retraining = retraining_status(study_dir)
+    if len(retraining):
+        _print_states(retraining, "retraining job", "budgets", "training: the source run's; acquisition: the retraining's")
+        for row in retraining[retraining["state"] == "failed"].itertuples():
+            console.print(f"[red]failed[/red] retraining {row.job_id} ({row.acquisition}, seed {row.seed}): {row.error}")
+
+
+def _print_states(status: pd.DataFrame, noun: str, unit: str, caption: str | None = None) -> None:
+    """A line of counts by state, then a table of them per group with the `unit`s done of total."""
+    counts = status["state"].value_counts()
+    console.print(f"{_plural(len(status), noun)}: " + ", ".join(f"{counts.get(state, 0)} {state}" for state in STATES))
+    table = Table(*GROUP_COLUMNS, *STATES, unit, caption=caption)
+    for key, group in status.groupby(GROUP_COLUMNS, dropna=False, sort=True):
+        group_counts = group["state"].value_counts()
+        steps = f"{group[f'{unit}_done'].sum()}/{group[f'{unit}_total'].sum()}"
+        table.add_row(*map(str, key), *(str(group_counts.get(state, 0)) for state in STATES), steps)
+    console.print(table)
 
 
 @study_app.command("results")
 def results_command(
     study_dir: Annotated[Path, typer.Argument(help="study directory (--out of study run)")],
     view: Annotated[
-        str, typer.Option(help="summary (final results, mean and std over seeds), final (last round per run), rounds")
-    ] = "summary",
+        Optional[str],
+        typer.Option(help="summary (final results, mean and std over seeds; default), final (last round per run), rounds"),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="table, csv or parquet")] = "table",
     output: Annotated[Optional[Path], typer.Option(help="file for csv or parquet; csv default: stdout")] = None,
     selections: Annotated[bool, typer.Option("--selections", help="keep the indices selected each round")] = False,
+    retraining: Annotated[
+        bool,
+        typer.Option(
+            "--retraining",
+            help="the retraining jobs' results instead: one row per source run, function, budget and seed",
+        ),
+    ] = False,
 ) -> None:
-    """The study's results, read from every run's Parquet file with DuckDB."""
+    """The study's results, read from every run's (or retraining job's) Parquet file with DuckDB."""
     if format not in FORMATS:
         raise ConfigError(f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}")
-    if view not in VIEWS:
+    if view is not None and view not in VIEWS:
         raise ConfigError(f"unknown view {view!r}; valid views: {', '.join(VIEWS)}")
+    if retraining and (view is not None or selections):
+        raise ConfigError("--view and --selections choose among the runs' results; leave them out with --retraining")
     if format == "parquet" and output is None:
         raise ConfigError("--format parquet writes a file: add --output FILE.parquet")
     if format == "table" and output is not None:
         raise ConfigError("--output is for --format csv or parquet; a table is printed")
-    frame = study_results(study_dir, view, selections)
+    view = view or "summary"
+    what = "retraining" if retraining else view
+    frame = retraining_results(study_dir) if retraining else study_results(study_dir, view, selections)
     if format == "csv":
         frame.to_csv(output or sys.stdout, index=False)
     elif format == "parquet":
         frame.to_parquet(output, index=False)
     elif frame.empty:
-        console.print(f"no {view} results in {study_dir} yet (see robustal study status {study_dir})")
+        console.print(f"no {what} results in {study_dir} yet (see robustal study status {study_dir})")
     else:
-        console.print(_results_table(frame, title=f"{view} of {study_dir}"))
+        title = f"retraining results of {study_dir}" if retraining else f"{view} of {study_dir}"
+        console.print(_results_table(frame, title, always=RETRAINING_SHOWN if retraining else None))
     if output is not None:
         typer.echo(f"{len(frame)} rows -> {output}", err=True)
 
 
-def _results_table(frame: pd.DataFrame, title: str) -> Table:
-    """`frame` as a rich table: the run's identity, metrics and the settings that vary; the
-    settings that are the same in every row go to the caption."""
-    always = [*GROUP_COLUMNS, "seed", "round", "labeled"]
+def _results_table(frame: pd.DataFrame, title: str, always: list[str] | None = None) -> Table:
+    """`frame` as a rich table: the `always` columns (default: the run's identity), metrics and
+    the settings that vary; the settings that are the same in every row go to the caption."""
+    always = always or [*GROUP_COLUMNS, "seed", "round", "labeled"]
     constant = [
         c for c in frame.columns if c not in always and "accuracy" not in c and frame[c].map(repr).nunique() == 1
     ]

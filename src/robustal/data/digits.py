@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from robustal.data.dataset import ImageDataset, Split
 from robustal.data.registry import DatasetInfo, register_dataset
@@ -21,6 +19,9 @@ def load_digits_dataset(data_root: Path | None = None) -> ImageDataset:
 
     Pixel values 0..16 are scaled to uint8 0..255 so that every dataset shares the [0, 1] range.
     """
+    from sklearn.datasets import load_digits  # lazy: scikit-learn takes seconds to import
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)

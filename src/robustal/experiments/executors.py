@@ -1,8 +1,8 @@
 """Where a study's runs execute: local worker processes or Ray tasks, through one function.
 
-`execute_run` runs one run to completion in the current process and records the outcome in
-the run directory (``done.json`` or ``error.json``); both executors only decide where it is
-called. An executor starts runs (`start`) and reports the ones that ended (`wait`), each with
+`execute_run` runs one run (or one retraining job) to completion in the current process and
+records the outcome in its directory (``done.json`` or ``error.json``); both executors only
+decide where it is called. An executor starts runs (`start`) and reports the ones that ended (`wait`), each with
 a crash message when its process died without recording an outcome (killed, out of memory).
 A crashed run is retried (it resumes from its checkpoint) up to `MAX_RETRIES` times.
 """
@@ -22,36 +22,52 @@ import torch
 
 from robustal.config import RunConfig
 from robustal.errors import ConfigError, unknown_name_error
-from robustal.experiments.store import clear_failure, mark_done, mark_failed, run_state
+from robustal.experiments.store import (
+    clear_outcome,
+    job_state,
+    mark_done,
+    mark_failed,
+    retraining_summary,
+    run_summary,
+)
 from robustal.loop import run_active_learning
+from robustal.retraining import RetrainConfig, run_retraining
 
 EXECUTORS = ("local", "ray")
 MAX_RETRIES = 2
+FORKSERVER_PRELOAD = (__name__, "torch._dynamo", "sklearn.datasets", "sklearn.model_selection")  # a missing module is skipped
 
 
 @dataclass(frozen=True)
 class RunTask:
-    """One run to execute: its settings, its directory, and the torch threads it may use."""
+    """One run to execute: its settings (a retraining job's `RetrainConfig`, or a run's), its
+    directory, the torch threads it may use, and the study directory that a retraining job's
+    relative checkpoint path (``runs/<run id>``) is read from."""
 
-    config: RunConfig
+    config: RunConfig | RetrainConfig
     run_dir: str
     threads: int = 1
+    study_dir: str | None = None
 
 
 def execute_run(task: RunTask) -> str:
-    """Run `task` to completion here, resuming from its checkpoint; returns ``done``,
-    ``failed`` (the error is in ``error.json``) or ``skipped`` (it had finished before)."""
+    """Run `task` to completion here, resuming from its checkpoint or finished budgets; returns
+    ``done``, ``failed`` (the error is in ``error.json``) or ``skipped`` (it had finished before)."""
     torch.set_num_threads(task.threads)
     run_dir = Path(task.run_dir)
-    if run_state(run_dir) == "done":
+    if job_state(run_dir, task.config) == "done":
         return "skipped"
-    clear_failure(run_dir)
+    clear_outcome(run_dir)
     try:
-        result = run_active_learning(task.config, run_dir)
+        if isinstance(task.config, RetrainConfig):
+            results = run_retraining(task.config, run_dir, root=task.study_dir)
+            summary = retraining_summary(task.config, results)
+        else:
+            summary = run_summary(run_active_learning(task.config, run_dir))
     except Exception as error:  # recorded, so that one failed run does not stop the study
         mark_failed(run_dir, f"{type(error).__name__}: {error}", traceback.format_exc())
         return "failed"
-    mark_done(run_dir, result)
+    mark_done(run_dir, summary)
     return "done"
 
 
@@ -110,7 +126,9 @@ class LocalExecutor:
         methods = multiprocessing.get_all_start_methods()
         self._context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if "forkserver" in methods:
-            self._context.set_forkserver_preload([__name__])  # import torch once, in the fork server
+            # import once, in the fork server, what every run imports (seconds each): torch and
+            # robustal, torch's compiler (imported by the first optimizer), scikit-learn (digits)
+            self._context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         self._processes: dict[str, multiprocessing.process.BaseProcess] = {}
         self._tasks: dict[str, RunTask] = {}
         self._attempts: dict[str, int] = {}

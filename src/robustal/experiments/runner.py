@@ -1,36 +1,46 @@
-"""Run a study: every run of a spec that is not done yet, on an executor, with progress.
+"""Run a study: every run and retraining job of a spec that is not done yet, on an executor,
+with progress.
 
-Running a study again is how it resumes: finished runs are skipped, interrupted runs
-continue from their last finished round, failed runs are tried again.
+Runs and retraining jobs go through the same executor and the same scheduling loop; a
+retraining job starts once its source run is done (and fails, saying why, when the source
+run failed). Running a study again is how it resumes: finished runs and jobs are skipped,
+interrupted runs continue from their last finished round (jobs from their last finished
+budget), failed ones are tried again.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustal.config import RunConfig
+from robustal.errors import RobustALError
 from robustal.experiments.executors import Executor, RunTask, check_executor, make_executor
 from robustal.experiments.spec import StudySpec, load_study_spec
 from robustal.experiments.store import (
     ERROR_FILE,
+    budgets_completed,
+    job_state,
     mark_failed,
     read_json,
+    retrain_directory,
+    retraining_entry,
     rounds_completed,
     run_directory,
     run_state,
     write_study,
 )
+from robustal.retraining import RetrainConfig
 
 
 @dataclass(frozen=True)
 class StudyProgress:
-    """Where a running study stands: runs by state, rounds finished (or no longer expected,
-    from failed runs) of all rounds, and the estimated time left."""
+    """Where a running study stands: runs (and retraining jobs, counted with them) by state,
+    rounds finished (or no longer expected, from failed runs) of all rounds, a retraining
+    job's budgets counted as rounds, and the estimated time left."""
 
     runs: int
     done: int
@@ -40,6 +50,7 @@ class StudyProgress:
     rounds_total: int
     elapsed_seconds: float
     eta_seconds: float | None  # None until a round finished in this session
+    retraining_jobs: int = 0  # how many of `runs` are retraining jobs
 
     @property
     def pending(self) -> int:
@@ -49,31 +60,65 @@ class StudyProgress:
 
 @dataclass
 class StudyReport:
-    """The outcome of `run_study`: each run's state (``done``, ``failed``; ``skipped`` when it
-    had finished before) and the one-line error of each failed run."""
+    """The outcome of `run_study`: the state of each run and retraining job by id (``done``,
+    ``failed``; ``skipped`` when it had finished before), the one-line error of each failed
+    one, and which ids are retraining jobs."""
 
     study_dir: Path
     states: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    retraining: set[str] = field(default_factory=set)
 
-    def count(self, state: str) -> int:
-        """How many runs ended in `state`."""
-        return sum(1 for value in self.states.values() if value == state)
+    def count(self, state: str, retraining: bool | None = None) -> int:
+        """How many runs and jobs ended in `state` (only retraining jobs with `retraining`
+        True, only runs with False)."""
+        return sum(
+            1
+            for key, value in self.states.items()
+            if value == state and (retraining is None or (key in self.retraining) == retraining)
+        )
+
+    def directory(self, key: str) -> Path:
+        """The directory of run or retraining job `key`."""
+        return (retrain_directory if key in self.retraining else run_directory)(self.study_dir, key)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A run or retraining job to execute; `after` is the run that must be done first."""
+
+    key: str
+    config: RunConfig | RetrainConfig
+    directory: Path
+    after: str | None = None
+
+    @property
+    def steps(self) -> int:
+        """Rounds of a run, budgets of a retraining job."""
+        return len(set(self.config.budgets)) if isinstance(self.config, RetrainConfig) else self.config.rounds + 1
+
+    def steps_done(self) -> int:
+        """Rounds or budgets on disk."""
+        if isinstance(self.config, RetrainConfig):
+            return min(budgets_completed(self.directory), self.steps)  # earlier specs may have had more
+        return rounds_completed(self.directory)
 
 
 class _RoundCounter:
-    """Rounds finished per run, polled from the run directories, for progress and ETA."""
+    """Rounds (budgets of retraining jobs) finished per job, polled from their directories,
+    for progress and ETA."""
 
-    def __init__(self, study_dir: Path, configs: list[RunConfig]) -> None:
-        self.study_dir = study_dir
-        self.totals = {c.run_id(): c.rounds + 1 for c in configs}
-        self.done = {run_id: self._read(run_id) for run_id in self.totals}
+    def __init__(self, jobs: list[_Job]) -> None:
+        self.jobs = {job.key: job for job in jobs}
+        self.totals = {job.key: job.steps for job in jobs}
+        self.retraining = sum(1 for job in jobs if job.after is not None)
+        self.done = {key: self._read(key) for key in self.totals}
         self.at_start = sum(self.done.values())
         self.ended: set[str] = set()
         self.start = time.perf_counter()
 
-    def _read(self, run_id: str) -> int:
-        return rounds_completed(run_directory(self.study_dir, run_id))
+    def _read(self, key: str) -> int:
+        return self.jobs[key].steps_done()
 
     def progress(self, states: dict[str, str], running: list[str]) -> StudyProgress:
         for run_id in [*running, *(set(states) - self.ended)]:
@@ -93,6 +138,7 @@ class _RoundCounter:
             rounds_total=rounds_total,
             elapsed_seconds=elapsed,
             eta_seconds=elapsed * remaining / computed if computed > 0 else None,
+            retraining_jobs=self.retraining,
         )
 
 
@@ -107,28 +153,36 @@ def run_study(
     on_progress: Callable[[StudyProgress], None] | None = None,
     poll_seconds: float = 1.0,
 ) -> StudyReport:
-    """Run every run of `spec` (a `StudySpec` or a YAML path) into the study directory `out`.
+    """Run every run and retraining job of `spec` (a `StudySpec` or a YAML path) into the
+    study directory `out`.
 
     `executor`: ``local`` (worker processes on this machine) or ``ray`` (one Ray task per
-    run; `ray_address` ``auto`` or a cluster address, none starts a local Ray instance).
+    run or job; `ray_address` ``auto`` or a cluster address, none starts a local Ray instance).
     `workers` runs go at once with `threads` torch threads each (default: one single-threaded
-    run per CPU core). A run that fails records its error and the others go on.
-    `on_progress` is called every `poll_seconds` while runs are going.
+    run per CPU core). A run that fails records its error and the others go on; the retraining
+    jobs of a failed run fail too. `on_progress` is called every `poll_seconds` while runs are going.
     """
     check_executor(executor, ray_address, gpus_per_run)
     if not isinstance(spec, StudySpec):
         spec = load_study_spec(spec)
     configs = spec.expand()
+    retraining = spec.expand_retraining(configs)
     study_dir = Path(out).absolute()  # workers (Ray's too) may run in another working directory
-    write_study(study_dir, spec.to_dict(), configs)
-    report = StudyReport(study_dir)
-    todo: deque[RunConfig] = deque()
-    for config in configs:
-        if run_state(run_directory(study_dir, config.run_id())) == "done":
-            report.states[config.run_id()] = "skipped"
+    entries = {job.job_id: retraining_entry(job.source_run_id, job.config) for job in retraining}
+    write_study(study_dir, spec.to_dict(), configs, entries)
+    jobs = [_Job(config.run_id(), config, run_directory(study_dir, config.run_id())) for config in configs]
+    jobs += [
+        _Job(job.job_id, job.config, retrain_directory(study_dir, job.job_id), after=job.source_run_id)
+        for job in retraining
+    ]
+    report = StudyReport(study_dir, retraining=set(entries))
+    todo: list[_Job] = []
+    for job in jobs:
+        if job_state(job.directory, job.config) == "done":
+            report.states[job.key] = "skipped"
         else:
-            todo.append(config)
-    counter = _RoundCounter(study_dir, configs)
+            todo.append(job)
+    counter = _RoundCounter(jobs)
 
     def report_progress(running: list[str]) -> None:
         if on_progress is not None:
@@ -146,25 +200,39 @@ def run_study(
 
 def _run_all(
     pool: Executor,
-    todo: deque[RunConfig],
+    todo: list[_Job],
     study_dir: Path,
     report: StudyReport,
     report_progress: Callable[[list[str]], None],
     poll_seconds: float,
 ) -> None:
-    """Keep `pool.workers` runs going until `todo` is empty; record how each run ended."""
-    running: dict[str, str] = {}  # run directory -> run id
+    """Keep `pool.workers` jobs going until `todo` is empty, each started (in order) once the
+    run it comes after is done; record how each job ended."""
+    running: dict[str, str] = {}  # job directory -> job key
     while todo or running:
-        while todo and len(running) < pool.workers:
-            config = todo.popleft()
-            run_dir = str(run_directory(study_dir, config.run_id()))
-            pool.start(RunTask(config, run_dir, pool.threads))
-            running[run_dir] = config.run_id()
-        for run_dir, crash in pool.wait(poll_seconds):
-            run_id = running.pop(run_dir)
+        for job in list(todo):
+            if len(running) >= pool.workers:
+                break
+            source = "done" if job.after is None else report.states.get(job.after)
+            if source in ("done", "skipped"):
+                todo.remove(job)
+                pool.start(RunTask(job.config, str(job.directory), pool.threads, str(study_dir)))
+                running[str(job.directory)] = job.key
+            elif source == "failed":
+                todo.remove(job)
+                mark_failed(job.directory, f"its source run {job.after} failed: {report.errors[job.after]}")
+                _record(report, job.key, job.directory)
+        if todo and not running:  # cannot happen: a job's source run is started before the job
+            raise RobustALError(f"{len(todo)} retraining jobs wait for source runs that neither finished nor failed")
+        for job_dir, crash in pool.wait(poll_seconds) if running else []:
+            key = running.pop(job_dir)
             if crash is not None:
-                mark_failed(Path(run_dir), crash)
-            report.states[run_id] = run_state(Path(run_dir))
-            if report.states[run_id] == "failed":
-                report.errors[run_id] = read_json(Path(run_dir) / ERROR_FILE)["error"]
+                mark_failed(Path(job_dir), crash)
+            _record(report, key, Path(job_dir))
         report_progress(list(running.values()))
+
+
+def _record(report: StudyReport, key: str, directory: Path) -> None:
+    report.states[key] = run_state(directory)
+    if report.states[key] == "failed":
+        report.errors[key] = read_json(directory / ERROR_FILE)["error"]

@@ -1,6 +1,7 @@
-"""Study specs: a grid of run settings (YAML) expanded into one `RunConfig` per run.
+"""Study specs: a grid of run settings (YAML) expanded into one `RunConfig` per run, and
+optionally retraining jobs that start from those runs' final checkpoints.
 
-A spec has three keys::
+A spec has three keys, and an optional fourth::
 
     name: quick                  # optional label of the study
     settings:                    # shared by every run: any RunConfig setting, and `preset`
@@ -11,11 +12,25 @@ A spec has three keys::
       acquisition: [random, entropy]
       training: [standard, pgd]
       seed: [0, 1, 2]
+    retrain:                     # optional: test selection for retraining (robustal.retraining)
+      from: {training: standard} # which runs to start from: settings they must have (a value
+                                 #   or a list of values each); default: every run of the grid
+      acquisition: [random, dre] # default (or `all`): every registered acquisition function
+      budgets: [1%, 2%, 5%]      # required: counts or percentages of the candidate pool
+      seeds: [0, 1]              # default: [0]
+      settings: {epochs: 5}      # any RetrainConfig setting shared by every retraining job
 
 Grid keys are `RunConfig` settings (usually dataset, model, acquisition, training and seed,
 but any setting can be swept); the runs are their Cartesian product, in the order the keys
 are written. Each run's id is `RunConfig.run_id()`, a hash of its fully resolved settings,
 so combinations that resolve to the same settings are one run, computed once.
+
+Each retraining job is one source run x one acquisition function x one seed, with all the
+budgets (each budget fine-tunes the source's final checkpoint separately, see
+`robustal.retraining.run_retraining`). Its id is `RetrainConfig.run_id()` of a config whose
+checkpoint is ``runs/<source run id>``, a path relative to the study directory: the id does
+not depend on where the study directory is. Budgets are not part of the id, so budgets added
+to the spec later are computed into the same job. A job starts once its source run is done.
 """
 
 from __future__ import annotations
@@ -28,21 +43,155 @@ from typing import Any
 
 import yaml
 
-from robustal.acquisition import build_acquisition
+from robustal.acquisition import available_acquisitions, build_acquisition, check_acquisition_name
 from robustal.config import RunConfig, make_config
 from robustal.errors import ConfigError, RobustALError
+from robustal.experiments.store import RUNS_DIR
+from robustal.retraining import RetrainConfig, make_retrain_config, normalize_budget
 
-SPEC_KEYS = ("name", "settings", "grid")
+BASE_KEYS = ("name", "settings", "grid")
+SPEC_KEYS = (*BASE_KEYS, "retrain")  # `retrain` is optional
 PRESET_KEY = "preset"
+RETRAIN_KEYS = ("from", "acquisition", "budgets", "seeds", "settings")
+# RetrainConfig settings that each retraining job gets from the study, not from `retrain.settings`
+_JOB_SETTINGS = {
+    "checkpoint": "each job starts from the final checkpoint of its source run (choose them with `retrain.from`)",
+    "dataset": "each job uses the dataset of its source run",
+    "acquisition": "list the functions under `retrain.acquisition`",
+    "budgets": "list them under `retrain.budgets`",
+    "seed": "list the seeds under `retrain.seeds`",
+}
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """One retraining job of a study: `config` fine-tunes the final checkpoint of run `source_run_id`."""
+
+    source_run_id: str
+    config: RetrainConfig
+
+    @property
+    def job_id(self) -> str:
+        """The job's stable id (`RetrainConfig.run_id`); its directory is ``retrain/<job id>``."""
+        return self.config.run_id()
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """The ``retrain`` section of a study spec (see the module docstring).
+
+    `sources` maps run settings to the values a source run must have (any of a list);
+    `settings` are RetrainConfig settings shared by every job.
+    """
+
+    budgets: tuple[str, ...]
+    acquisition: tuple[str, ...] = field(default_factory=lambda: tuple(available_acquisitions()))
+    seeds: tuple[int, ...] = (0,)
+    sources: dict[str, list[Any]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in self.sources:
+            _check_setting_name(key, "retrain.from", list(RunConfig.model_fields))
+        for key in self.settings:
+            if key in _JOB_SETTINGS:
+                raise ConfigError(f"`{key}` cannot be set in `retrain.settings`: {_JOB_SETTINGS[key]}")
+            _check_setting_name(key, "retrain.settings", [f for f in RetrainConfig.model_fields if f not in _JOB_SETTINGS])
+        for name in self.acquisition:
+            try:
+                check_acquisition_name(name)
+            except ConfigError as error:
+                raise ConfigError(f"retrain.acquisition: {error}") from None
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ConfigError(f"retrain.seeds must be non-negative whole numbers, not {seed!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "study spec") -> "RetrainSpec":
+        """The section of a parsed ``retrain`` mapping; `source` names the spec in error messages."""
+        _check_section(data, f"`retrain` of {source}", RETRAIN_KEYS, RETRAIN_KEYS, mappings=("from", "settings"))
+        if not data.get("budgets"):
+            raise ConfigError(
+                f"`retrain` of {source} has no `budgets`: list counts or percentages of the candidate pool, "
+                "e.g. `budgets: [1%, 2%, 5%]`"
+            )
+        budgets = data["budgets"].split(",") if isinstance(data["budgets"], str) else _as_list(data["budgets"])
+        try:
+            budgets = tuple(normalize_budget(item) for item in budgets)
+        except ConfigError as error:
+            raise ConfigError(f"retrain.budgets: {error}") from None
+        sources = {key: _as_list(value) for key, value in (data.get("from") or {}).items()}
+        optional = {key: tuple(_as_list(data[key])) for key in ("acquisition", "seeds") if data.get(key) is not None}
+        if optional.get("acquisition") == ("all",):
+            optional["acquisition"] = tuple(available_acquisitions())
+        return cls(
+            budgets=budgets,
+            sources=sources,
+            settings=dict(data.get("settings") or {}),
+            **optional,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as the mapping `from_dict` reads."""
+        return {
+            "from": dict(self.sources),
+            "acquisition": list(self.acquisition),
+            "budgets": list(self.budgets),
+            "seeds": list(self.seeds),
+            "settings": dict(self.settings),
+        }
+
+    def jobs(self, runs: list[RunConfig]) -> list[RetrainJob]:
+        """One validated job per matching source run x acquisition function x seed, in that order.
+
+        Raises `ConfigError` when `from` matches none of `runs` or a setting is invalid.
+        """
+        sources = [run for run in runs if self._matches(run)]
+        if not sources:
+            seen = {key: sorted({repr(_setting(run, key)) for run in runs}) for key in self.sources}
+            values = "; ".join(f"{key} is one of {', '.join(found)}" for key, found in seen.items())
+            raise ConfigError(f"retrain.from matches none of the study's {len(runs)} runs (in the grid, {values})")
+        jobs: dict[str, RetrainJob] = {}
+        for run in sources:
+            for name in self.acquisition:
+                for seed in self.seeds:
+                    try:
+                        config = make_retrain_config(
+                            **self.settings,
+                            checkpoint=f"{RUNS_DIR}/{run.run_id()}",
+                            acquisition=name,
+                            budgets=self.budgets,
+                            seed=seed,
+                        )
+                    except RobustALError as error:
+                        raise ConfigError(f"retraining ({name}, seed {seed}): {error}") from None
+                    job = RetrainJob(run.run_id(), config)
+                    jobs.setdefault(job.job_id, job)
+        _check_acquisition_options(job.config for job in jobs.values())
+        return list(jobs.values())
+
+    def _matches(self, run: RunConfig) -> bool:
+        return all(_setting(run, key) in values for key, values in self.sources.items())
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _setting(run: RunConfig, key: str) -> Any:
+    # the resolved architecture, so that `model: small_cnn` matches runs that left it to the dataset
+    return run.model_name if key == "model" else getattr(run, key)
 
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A study: shared `settings` (with an optional ``preset``) and a `grid` of value lists."""
+    """A study: shared `settings` (with an optional ``preset``), a `grid` of value lists, and
+    optionally a `retrain` section (retraining jobs from the grid's runs)."""
 
     grid: dict[str, list[Any]]
     settings: dict[str, Any] = field(default_factory=dict)
     name: str = "study"
+    retrain: RetrainSpec | None = None
 
     def __post_init__(self) -> None:
         fields = list(RunConfig.model_fields)
@@ -64,22 +213,19 @@ class StudySpec:
     @classmethod
     def from_dict(cls, data: Any, source: str = "study spec") -> "StudySpec":
         """The spec of a parsed YAML mapping; `source` names it in error messages."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source} must be a mapping with keys {', '.join(SPEC_KEYS)}, not {type(data).__name__}")
-        unknown = sorted(set(data) - set(SPEC_KEYS))
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r} in {source}; valid keys: {', '.join(SPEC_KEYS)}")
+        _check_section(data, source, BASE_KEYS, SPEC_KEYS, mappings=("grid", "settings"))
         if "grid" not in data:
             raise ConfigError(f"{source} has no `grid`: list the values to combine, e.g. `grid: {{acquisition: [random]}}`")
-        for key in ("grid", "settings"):
-            if not isinstance(data.get(key) or {}, dict):
-                raise ConfigError(f"`{key}` in {source} must be a mapping of setting names to values")
         name = str(data.get("name") or "study")
-        return cls(grid=dict(data["grid"] or {}), settings=dict(data.get("settings") or {}), name=name)
+        retrain = RetrainSpec.from_dict(data["retrain"], source) if data.get("retrain") is not None else None
+        return cls(grid=dict(data["grid"] or {}), settings=dict(data.get("settings") or {}), name=name, retrain=retrain)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the mapping `from_dict` reads (what ``study.yaml`` stores)."""
-        return {"name": self.name, "settings": dict(self.settings), "grid": dict(self.grid)}
+        spec = {"name": self.name, "settings": dict(self.settings), "grid": dict(self.grid)}
+        if self.retrain is not None:
+            spec["retrain"] = self.retrain.to_dict()
+        return spec
 
     def expand(self) -> list[RunConfig]:
         """One validated `RunConfig` per distinct run of the grid, in grid order.
@@ -100,6 +246,13 @@ class StudySpec:
         _check_acquisition_options(configs.values())
         return list(configs.values())
 
+    def expand_retraining(self, runs: list[RunConfig] | None = None) -> list[RetrainJob]:
+        """The retraining jobs of the ``retrain`` section (none without one) over `runs`
+        (default: `expand()`), validated."""
+        if self.retrain is None:
+            return []
+        return self.retrain.jobs(self.expand() if runs is None else runs)
+
     def _resolve(self, settings: dict[str, Any]) -> dict[str, Any]:
         preset = self.settings.get(PRESET_KEY)
         if preset is None:
@@ -107,6 +260,21 @@ class StudySpec:
         from robustal.presets import apply_preset  # the presets layer sits beside the CLI
 
         return apply_preset(preset, settings.get("dataset", RunConfig.model_fields["dataset"].default), settings)
+
+
+def _check_section(
+    data: Any, where: str, shown: tuple[str, ...], valid: tuple[str, ...], mappings: tuple[str, ...] = ()
+) -> None:
+    """Raise `ConfigError` unless `data` is a mapping with only `valid` keys (`shown` are the
+    keys named when it is no mapping) whose `mappings` keys, where given, are mappings."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping with keys {', '.join(shown)}, not {type(data).__name__}")
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(valid)}")
+    for key in mappings:
+        if not isinstance(data.get(key) or {}, dict):
+            raise ConfigError(f"`{key}` in {where} must be a mapping of setting names to values")
 
 
 def _check_setting_name(key: str, where: str, valid: list[str]) -> None:

@@ -10,10 +10,17 @@ Layout (every file is written atomically: a temporary name, then a rename)::
     <study>/runs/<run_id>/checkpoint.pt    the latest round's state, to resume from
     <study>/runs/<run_id>/done.json        written when the run finished: final metrics
     <study>/runs/<run_id>/error.json       written when the run failed: the traceback
+    <study>/retrain/<job_id>/config.json      a retraining job's settings, source run, versions
+    <study>/retrain/<job_id>/results.parquet  one row per finished budget (before / after metrics)
+    <study>/retrain/<job_id>/done.json        written when every budget finished
+    <study>/retrain/<job_id>/error.json       written when the job failed
 
-The first three run files are those of `robustal.loop.run_active_learning`. A run's state is
-read from which files exist: ``done``, ``failed``, ``partial`` (rounds finished, then it was
-interrupted, or it is running now) or ``pending``.
+The first three run files are those of `robustal.loop.run_active_learning`, the first two
+retraining files those of `robustal.retraining.run_retraining`. The manifest holds the
+retraining jobs too (``retraining``: job id -> settings, source run id and budgets). A run's or
+job's state is read from which files exist: ``done``, ``failed``, ``partial`` (rounds or budgets
+finished, then it was interrupted, or it is running now) or ``pending``; a retraining job that
+finished without some budgets of the latest spec is ``partial``.
 """
 
 from __future__ import annotations
@@ -30,16 +37,28 @@ import yaml
 from robustal.config import RunConfig
 from robustal.errors import ConfigError
 from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, RunResult, atomic_write, versions
+from robustal.retraining import RESULTS_FILE, RetrainConfig
 
 STUDY_FILE = "study.yaml"
 MANIFEST_FILE = "manifest.json"
 RUNS_DIR = "runs"
+RETRAIN_DIR = "retrain"
 DONE_FILE = "done.json"
 ERROR_FILE = "error.json"
 
 STATES = ("done", "failed", "partial", "pending")
 VIEWS = ("rounds", "final", "summary")
 RUN_COLUMNS = ("run_id", "dataset", "model", "acquisition", "training", "seed")
+# `training` is the source run's regime; accuracies are fractions; robust_gain = robust_after - robust_before
+RETRAINING_COLUMNS = {
+    "source_run_id": "object", "dataset": "object", "model": "object", "training": "object", "acquisition": "object",
+    "budget": "int64", "seed": "int64", "clean_before": "float64", "robust_before": "float64",
+    "clean_after": "float64", "robust_after": "float64", "robust_gain": "float64",
+}  # fmt: skip
+RETRAINING_STATUS_COLUMNS = (
+    "job_id", "source_run_id", "dataset", "model", "training", "acquisition", "seed", "state",
+    "budgets_done", "budgets_total", "error",
+)  # fmt: skip
 
 
 def run_directory(study_dir: str | os.PathLike, run_id: str) -> Path:
@@ -47,23 +66,51 @@ def run_directory(study_dir: str | os.PathLike, run_id: str) -> Path:
     return Path(study_dir) / RUNS_DIR / run_id
 
 
+def retrain_directory(study_dir: str | os.PathLike, job_id: str) -> Path:
+    """The directory of retraining job `job_id` in the study at `study_dir`."""
+    return Path(study_dir) / RETRAIN_DIR / job_id
+
+
 def run_state(run_dir: Path) -> str:
-    """``done``, ``failed``, ``partial`` or ``pending``, from the files in `run_dir`."""
+    """``done``, ``failed``, ``partial`` or ``pending``, from the files in `run_dir` (a run's
+    or a retraining job's; see `retraining_state` for a job's budgets)."""
     if (run_dir / DONE_FILE).exists():
         return "done"
     if (run_dir / ERROR_FILE).exists():
         return "failed"
-    if (run_dir / CHECKPOINT_FILE).exists():
+    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / RESULTS_FILE).exists():
         return "partial"
     return "pending"
 
 
-def rounds_completed(run_dir: Path) -> int:
-    """How many rounds of the run are on disk (read from the Parquet footer only)."""
+def retraining_state(job_dir: Path, budgets: list[str] | tuple[str, ...]) -> str:
+    """The `run_state` of a retraining job, except that a job that finished without some of
+    `budgets` (normalized budget texts, as in `RetrainConfig.budgets`) is ``partial``."""
+    state = run_state(job_dir)
+    if state == "done" and not set(budgets) <= set(read_json(job_dir / DONE_FILE).get("budgets", ())):
+        return "partial"
+    return state
+
+
+def job_state(job_dir: Path, config: RunConfig | RetrainConfig) -> str:
+    """The state of the run or retraining job of `config` in `job_dir`."""
+    return retraining_state(job_dir, config.budgets) if isinstance(config, RetrainConfig) else run_state(job_dir)
+
+
+def _parquet_rows(path: Path) -> int:
     import pyarrow.parquet as pq
 
-    path = run_dir / ROUNDS_FILE
-    return pq.read_metadata(path).num_rows if path.exists() else 0
+    return pq.read_metadata(path).num_rows if path.exists() else 0  # the footer only
+
+
+def rounds_completed(run_dir: Path) -> int:
+    """How many rounds of the run are on disk."""
+    return _parquet_rows(run_dir / ROUNDS_FILE)
+
+
+def budgets_completed(job_dir: Path) -> int:
+    """How many budgets of the retraining job are on disk."""
+    return _parquet_rows(job_dir / RESULTS_FILE)
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -76,19 +123,36 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def mark_done(run_dir: Path, result: RunResult) -> dict[str, Any]:
-    """Record that the run of `result` finished (``done.json``); returns the summary written."""
+def run_summary(result: RunResult) -> dict[str, Any]:
+    """What ``done.json`` of a finished run says: rounds, final metrics, seconds."""
     last = result.records[-1]
-    summary = {
+    return {
         "run_id": result.config.run_id(),
         "rounds": len(result.records),
         "labeled": last.labeled,
         "clean_accuracy": last.clean_accuracy,
         "robust_accuracy": last.robust_accuracy,
         "seconds": sum(r.train_seconds + r.select_seconds + r.eval_seconds for r in result.records),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": versions(),
     }
+
+
+def retraining_summary(config: RetrainConfig, results: pd.DataFrame) -> dict[str, Any]:
+    """What ``done.json`` of a finished retraining job says: its budgets (as in the config, which
+    `retraining_state` compares with later specs'), sample counts, robustness gains, seconds."""
+    return {
+        "run_id": config.run_id(),
+        "source_run_id": str(results["source_run_id"].iloc[0]),
+        "budgets": list(config.budgets),
+        "budget_counts": [int(budget) for budget in results["budget"]],
+        "robust_gain": [float(gain) for gain in results["robust_gain"]],
+        "seconds": float(results["seconds"].sum()),
+    }
+
+
+def mark_done(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Record that a run or retraining job finished (``done.json``): `summary` (`run_summary`,
+    `retraining_summary`) with the time and library versions; returns what was written."""
+    summary = {**summary, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
     write_json(run_dir / DONE_FILE, summary)
     return summary
 
@@ -100,30 +164,55 @@ def mark_failed(run_dir: Path, error: str, details: str = "") -> None:
     write_json(run_dir / ERROR_FILE, {"error": error, "traceback": details, "failed_at": failed_at})
 
 
-def clear_failure(run_dir: Path) -> None:
-    """Forget an earlier failure of the run (it is being run again)."""
+def clear_outcome(run_dir: Path) -> None:
+    """Forget how an earlier attempt ended (it is being run again): its failure, or the
+    completion of a retraining job whose spec has new budgets."""
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    (run_dir / DONE_FILE).unlink(missing_ok=True)
 
 
-def write_study(study_dir: Path, spec_dict: dict[str, Any], configs: list[RunConfig]) -> None:
-    """Write ``study.yaml`` and ``manifest.json``: the runs of `configs`, plus runs of earlier
-    specs in the same directory that have results on disk (nothing computed is dropped)."""
+def retraining_entry(source_run_id: str, config: RetrainConfig) -> dict[str, Any]:
+    """The manifest's record of a retraining job: its source run, settings and budgets."""
+    return {"source_run_id": source_run_id, **config.identity(), "budgets": list(config.budgets)}
+
+
+def write_study(
+    study_dir: Path,
+    spec_dict: dict[str, Any],
+    configs: list[RunConfig],
+    retraining: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Write ``study.yaml`` and ``manifest.json``: the runs of `configs` and the `retraining`
+    jobs (job id -> `retraining_entry`), plus the runs and jobs of earlier specs in the same
+    directory that have results on disk (nothing computed is dropped)."""
     study_dir.mkdir(parents=True, exist_ok=True)
     (study_dir / RUNS_DIR).mkdir(exist_ok=True)
-    runs = {
-        run_id: settings
-        for run_id, settings in read_manifest(study_dir).items()
-        if run_state(run_directory(study_dir, run_id)) != "pending"
-    }
+    manifest = _read_manifest_file(study_dir)
+    runs = _kept(manifest.get("runs", {}), lambda run_id: run_directory(study_dir, run_id))
     runs.update({config.run_id(): config.identity() for config in configs})
+    jobs = _kept(manifest.get("retraining", {}), lambda job_id: retrain_directory(study_dir, job_id))
+    jobs.update(retraining or {})
     atomic_write(study_dir / STUDY_FILE, lambda p: p.write_text(yaml.safe_dump(spec_dict, sort_keys=False)))
-    write_json(study_dir / MANIFEST_FILE, {"name": spec_dict.get("name"), "runs": runs})
+    write_json(study_dir / MANIFEST_FILE, {"name": spec_dict.get("name"), "runs": runs, "retraining": jobs})
+
+
+def _kept(entries: dict[str, Any], directory) -> dict[str, Any]:
+    return {key: value for key, value in entries.items() if run_state(directory(key)) != "pending"}
+
+
+def _read_manifest_file(study_dir: Path) -> dict[str, Any]:
+    path = Path(study_dir) / MANIFEST_FILE
+    return read_json(path) if path.exists() else {}
 
 
 def read_manifest(study_dir: Path) -> dict[str, dict[str, Any]]:
     """Run id -> resolved settings of every run in the study (empty when there is no manifest)."""
-    path = Path(study_dir) / MANIFEST_FILE
-    return read_json(path)["runs"] if path.exists() else {}
+    return _read_manifest_file(study_dir).get("runs", {})
+
+
+def read_retraining_manifest(study_dir: Path) -> dict[str, dict[str, Any]]:
+    """Retraining job id -> `retraining_entry` of every retraining job in the study."""
+    return _read_manifest_file(study_dir).get("retraining", {})
 
 
 def _require_study(study_dir: Path) -> dict[str, dict[str, Any]]:
@@ -220,3 +309,64 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
         return connection.execute(_VIEW_QUERIES[view].format(groups=groups)).df()
     finally:
         connection.close()
+
+
+def retraining_status(study_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per retraining job: its source run (id, dataset, model, training regime),
+    acquisition function, seed, state, budgets done of total, and the error of a failed job."""
+    study_dir = Path(study_dir)
+    runs = _require_study(study_dir)
+    rows = []
+    for job_id, entry in read_retraining_manifest(study_dir).items():
+        job_dir = retrain_directory(study_dir, job_id)
+        source = runs.get(entry["source_run_id"], {})
+        row = {key: source.get(key) for key in ("dataset", "model", "training")}
+        state = retraining_state(job_dir, entry["budgets"])
+        done = budgets_completed(job_dir)
+        row.update(
+            job_id=job_id, source_run_id=entry["source_run_id"], acquisition=entry["acquisition"], seed=entry["seed"],
+            state=state, budgets_done=done, budgets_total=done if state == "done" else len(set(entry["budgets"])),
+        )  # fmt: skip
+        if state == "failed":
+            row["error"] = read_json(job_dir / ERROR_FILE)["error"]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(RETRAINING_STATUS_COLUMNS))
+
+
+def retraining_results(study_dir: str | os.PathLike) -> pd.DataFrame:
+    """The retraining jobs' results: one row per source run, acquisition function, budget and seed.
+
+    Columns (exactly): ``source_run_id, dataset, model, training, acquisition, budget, seed,
+    clean_before, robust_before, clean_after, robust_after, robust_gain``. ``training`` is the
+    source run's regime (the fine-tuning regime is the job's ``training`` setting), ``budget``
+    the number of labels added, ``seed`` the retraining seed; accuracies are fractions on the
+    evaluation split and ``robust_gain = robust_after - robust_before``. Every budget on disk is
+    a row, also those of jobs that were interrupted; an empty frame (same columns) when the
+    study has no retraining results.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    study_dir = Path(study_dir)
+    runs = _require_study(study_dir)
+    empty = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in RETRAINING_COLUMNS.items()})
+    if not any((study_dir / RETRAIN_DIR).glob(f"*/{RESULTS_FILE}")):
+        return empty
+    sources = pa.Table.from_pylist(
+        [{"run_id": run_id, "training": settings.get("training")} for run_id, settings in runs.items()],
+        schema=pa.schema([("run_id", pa.string()), ("training", pa.string())]),
+    )
+    pattern = str(study_dir / RETRAIN_DIR / "*" / RESULTS_FILE).replace("'", "''")
+    connection = duckdb.connect()
+    try:
+        connection.register("sources", sources)
+        frame = connection.execute(
+            "SELECT r.source_run_id, r.dataset, r.model, s.training, r.acquisition, r.budget, r.seed, "
+            "r.clean_accuracy_before AS clean_before, r.robust_accuracy_before AS robust_before, "
+            "r.clean_accuracy_after AS clean_after, r.robust_accuracy_after AS robust_after, r.robust_gain "
+            f"FROM read_parquet('{pattern}', union_by_name=true) r LEFT JOIN sources s ON r.source_run_id = s.run_id "
+            "ORDER BY r.dataset, r.model, s.training, r.source_run_id, r.acquisition, r.seed, r.budget"
+        ).df()
+    finally:
+        connection.close()
+    return frame.astype(RETRAINING_COLUMNS)
