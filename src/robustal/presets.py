@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "digits": dict(
             dataset="digits", model="small_cnn", image_size=8, eps=0.1, step_size=0.025, train_steps=7, eval_steps=20,
             initial=100, per_round=100, budget=400, epochs=8, batch_size=50,
-            optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="constant", validation_size=None, test_size=None,
+            optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="constant", validation_size=150, test_size=None,
         ),  # fmt: skip
         "mnist": dict(_MNIST_QUICK, dataset="mnist"),
         "fashion-mnist": dict(_MNIST_QUICK, dataset="fashion-mnist"),
