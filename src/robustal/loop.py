@@ -10,6 +10,7 @@ resumes from its checkpoint when interrupted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from torch import nn
 
 from robustal import __version__
 from robustal.acquisition import AcquisitionFunction, PoolContext, build_acquisition
+from robustal.acquisition.scoring import entropy, predict_probabilities
 from robustal.attacks import PGD
 from robustal.config import RunConfig
 from robustal.data import ImageDataset, Split, load_dataset
@@ -35,6 +37,8 @@ from robustal.training import FitResult, TrainingRegime, build_regime, fit, make
 ROUNDS_FILE = "rounds.parquet"
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+ENTROPY_BINS = 20  # equal bins over [0, ln(classes)] of the entropy histograms of each round
+ENTROPY_POOL_SAMPLE = 5000  # pool images whose entropies are histogrammed each round (a seeded sample)
 
 
 @dataclass
@@ -88,10 +92,23 @@ class ActiveLearner:
 
     def query(self, k: int) -> np.ndarray:
         """The `k` pool indices the acquisition function picks for the next round."""
-        context = PoolContext(self.model, self.images, self.labeled_indices, self.device)
         rng = numpy_rng(self.seed, "select", self.rounds_trained)
         with autocast(self.device, self.plan.precision):  # scoring forward passes at the run's precision
-            return self.acquisition.select(context, self.pool_indices, k, rng)
+            return self.acquisition.select(self._context(), self.pool_indices, k, rng)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the model predicts."""
+        return int(self.model.head.out_features)
+
+    def entropies(self, indices: np.ndarray) -> np.ndarray:
+        """Prediction entropies (nats, float32) of the current model on the images at `indices`:
+        one clean forward pass in batches, at the run's precision."""
+        with autocast(self.device, self.plan.precision):
+            return entropy(predict_probabilities(self._context(), indices)).numpy()
+
+    def _context(self) -> PoolContext:
+        return PoolContext(self.model, self.images, self.labeled_indices, self.device)
 
     def teach(self, indices: np.ndarray, labels: np.ndarray) -> None:
         """Record `labels` for `indices` (each index is labeled once)."""
@@ -165,6 +182,11 @@ class RoundRecord:
     eval_seconds: float
     selected: list[int] = field(repr=False)
     validation_seconds: float = 0.0  # the part of train_seconds spent scoring epochs on validation
+    # prediction entropies of the model that selected, counted in ENTROPY_BINS equal bins over
+    # [0, ln(classes)]: of the pool (see `entropy_histograms`) and of the selected samples; None
+    # in round 0 (the random initial set, no model yet) and in runs from before they were recorded
+    pool_entropy_histogram: list[int] | None = field(default=None, repr=False)
+    selected_entropy_histogram: list[int] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -279,6 +301,7 @@ def run_active_learning(
         else:
             selected = learner.query(min(config.per_round, config.budget - labeled))
         select_seconds = time.perf_counter() - start
+        histograms = entropy_histograms(learner, selected, len(records)) if records else {}
         learner.teach(selected, dataset.train.labels[torch.as_tensor(selected)].numpy())
         result = learner.fit()
         start = time.perf_counter()
@@ -298,6 +321,7 @@ def run_active_learning(
             eval_seconds=time.perf_counter() - start,
             selected=[int(i) for i in selected],
             validation_seconds=result.score_seconds,
+            **histograms,
         )
         records.append(record)
         if out is not None:
@@ -305,6 +329,32 @@ def run_active_learning(
         if on_round is not None:
             on_round(record)
     return RunResult(config, records, learner)
+
+
+def entropy_histogram(entropies: np.ndarray, num_classes: int, bins: int = ENTROPY_BINS) -> list[int]:
+    """Counts of `entropies` (nats) in `bins` equal bins over [0, ln(num_classes)], the range of
+    a prediction's entropy (values a rounding error outside it count in the first or last bin)."""
+    upper = math.log(num_classes)
+    return np.histogram(np.clip(entropies, 0.0, upper), bins=bins, range=(0.0, upper))[0].tolist()
+
+
+def entropy_histograms(learner: ActiveLearner, selected: np.ndarray, round_number: int) -> dict[str, list[int]]:
+    """The entropy fields of the `RoundRecord` of round `round_number`: histograms of the prediction
+    entropies of the learner's pool (a seeded sample of at most `ENTROPY_POOL_SAMPLE` images: a histogram
+    needs no more; a pass over 50,000 MNIST images takes seconds on a CPU) and of the `selected` images.
+
+    Called right after `selected` was chosen and before it is taught, with the model that
+    selected (selecting leaves the model unchanged), so the pool still holds `selected`.
+    """
+    sample = pool = learner.pool_indices
+    if len(pool) > ENTROPY_POOL_SAMPLE:
+        rng = numpy_rng(learner.seed, "entropy-sample", round_number)
+        sample = np.sort(rng.choice(pool, size=ENTROPY_POOL_SAMPLE, replace=False))
+    entropies = learner.entropies(np.concatenate([sample, selected]))  # one clean forward pass
+    return {
+        "pool_entropy_histogram": entropy_histogram(entropies[: len(sample)], learner.num_classes),
+        "selected_entropy_histogram": entropy_histogram(entropies[len(sample) :], learner.num_classes),
+    }
 
 
 def _save_round(out: Path, config: RunConfig, learner: ActiveLearner, records: list[RoundRecord]) -> None:

@@ -306,3 +306,18 @@ def test_invalid_retraining_fails_before_anything_runs(retrain, message):
     with pytest.raises(ConfigError) as error:
         StudySpec.from_dict({**tiny_spec(), "retrain": retrain}).expand_retraining()
     assert message in str(error.value)
+
+
+def test_the_report_shows_the_gains_of_the_study_s_retraining_jobs(study, tmp_path):
+    from report.html_tables import parse_page  # tests/report/html_tables.py
+    from robustal.report import write_report
+
+    _, out, _ = study
+    page = parse_page(write_report(out, tmp_path / "report").read_text())
+    results = retraining_results(out)
+    for index, (training, rows) in enumerate(results.groupby("training", sort=False)):
+        table = next(t for t in page.tables.values() if t.caption and f"{training} training" in t.caption
+                     and t.head[0][0].text == "function")  # fmt: skip
+        for (acquisition, budget), gains in rows.groupby(["acquisition", "budget"])["robust_gain"]:
+            column = [cell.text for cell in table.head[0]].index(f"budget {budget}")
+            assert table.row(acquisition)[column].text.startswith(f"{100 * gains.mean():+.2f} ± ")

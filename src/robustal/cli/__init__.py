@@ -8,6 +8,7 @@ import typer
 
 from robustal.cli.data import data_app
 from robustal.cli.presets import presets_command
+from robustal.cli.report import report_command
 from robustal.cli.retrain import retrain_command
 from robustal.cli.run import demo_command, run_command
 from robustal.cli.study import study_app
@@ -25,6 +26,7 @@ app.command("retrain")(retrain_command)
 app.add_typer(study_app, name="study")
 app.add_typer(data_app, name="data")
 app.command("presets")(presets_command)
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+
+CURVE_METRICS = (("clean_accuracy", "accuracy"), ("robust_accuracy", "robustness (PGD)"))
+
+
+def draw_learning_curves(
+    axis, rounds: pd.DataFrame, column: str, by: str = "acquisition", colors: dict[str, str] | None = None
+) -> None:
+    """Draw on `axis` one line per value of `by`: the mean of `column` (in %) over the rows at
+    each number of labels, with a band of +/- one standard deviation (none for a single row).
+
+    `colors` (name -> color) fixes the colors and the order of the lines; without it the names
+    come in sorted order with matplotlib's default colors.
+    """
+    names = list(colors) if colors is not None else sorted(rounds[by].unique())
+    for name in names:
+        group = rounds[rounds[by] == name]
+        if group.empty:
+            continue
+        stats = group.groupby("labeled")[column].agg(["mean", "std"]).fillna(0.0)
+        color = colors[name] if colors is not None else None
+        (line,) = axis.plot(stats.index, 100 * stats["mean"], marker="o", markersize=3, label=name, color=color)
+        axis.fill_between(
+            stats.index, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]),
+            color=line.get_color(), alpha=0.15,
+        )  # fmt: skip
+    axis.grid(alpha=0.3)
 
 
 def plot_learning_curves(rounds: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
@@ -18,20 +45,48 @@ def plot_learning_curves(rounds: pd.DataFrame, path: str | os.PathLike, title: s
     the line is the mean and the band +/- one standard deviation.
     """
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for axis, column, label in zip(axes, ("clean_accuracy", "robust_accuracy"), ("accuracy", "robustness (PGD)")):
-        for name, group in rounds.groupby("acquisition", sort=True):
-            stats = group.groupby("labeled")[column].agg(["mean", "std"]).fillna(0.0)
-            (line,) = axis.plot(stats.index, 100 * stats["mean"], marker="o", markersize=3, label=name)
-            axis.fill_between(
-                stats.index, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]),
-                color=line.get_color(), alpha=0.15,
-            )
+    for axis, (column, label) in zip(axes, CURVE_METRICS):
+        draw_learning_curves(axis, rounds, column)
         axis.set_xlabel("labeled samples")
         axis.set_ylabel(f"{label} (%)")
-        axis.grid(alpha=0.3)
     axes[1].legend(fontsize=8, ncol=2)
     if title:
         figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_learning_curve_panels(
+    rounds: pd.DataFrame,
+    path: str | os.PathLike,
+    row_names: Sequence[str],
+    row_titles: Sequence[str],
+    colors: dict[str, str],
+    title: str = "",
+    row_column: str = "training",
+    by: str = "function",
+) -> None:
+    """Save a PNG with one row of panels per value of `row_column` (in the order of `row_names`,
+    titled `row_titles`) and two columns (accuracy, robustness vs labels); one line per value
+    of `by`, colored by `colors`, mean over the rows (seeds) with a +/- one std band."""
+    figure, axes = plt.subplots(len(row_names), 2, figsize=(11, 3.6 * len(row_names) + 0.4), squeeze=False)
+    for row, (name, row_title) in enumerate(zip(row_names, row_titles)):
+        for axis, (column, label) in zip(axes[row], CURVE_METRICS):
+            draw_learning_curves(axis, rounds[rounds[row_column] == name], column, by=by, colors=colors)
+            axis.set_title(f"{row_title}: {label}", fontsize=10)
+            axis.set_xlabel("labeled samples")
+            axis.set_ylabel(f"{label} (%)")
+    height = figure.get_figheight()
+    top = 1.0 - (0.62 if title else 0.32) / height  # room for the title and the shared legend
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    legend_y = 1.0 - (0.38 if title else 0.02) / height
+    figure.legend(
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, legend_y), ncol=min(len(labels), 6),
+        fontsize=9, frameon=False,
+    )  # fmt: skip
+    if title:
+        figure.suptitle(title, y=1.0 - 0.06 / height, va="top", fontsize=11)
+    figure.tight_layout(rect=(0, 0, 1, top))
+    figure.savefig(path, dpi=100)
     plt.close(figure)
