@@ -17,11 +17,10 @@ from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRAINING_REGIMES
 
 # Settings that say where or how fast a run happens, not what it computes: not part of its id.
 NON_IDENTITY_FIELDS = ("data_root", "device")
-# Speed settings that change results only through floating-point arithmetic: part of a run's id
-# when set, left out at their defaults (so ids of runs from before they existed stay the same).
-SPEED_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile")
-# Fields added after the first runs: left out of the id at their defaults, for the same reason.
-LATER_FIELDS = SPEED_FIELDS + ("augment",)
+# Settings added after the first runs (speed settings that change results only through
+# floating-point arithmetic, and augmentation): part of a run's id when they change what it
+# computes, left out otherwise, so ids of runs from before they existed stay the same.
+LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "augment")
 
 
 class RunConfig(BaseModel):
@@ -101,6 +100,8 @@ class RunConfig(BaseModel):
         """The settings that determine the results (resolved model name, no paths or devices)."""
         values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
         values["model"] = self.model_name
+        # augmentation as used: asking for the dataset's default is the same run as not asking
+        values["augment"] = None if self.uses_augmentation == dataset_info(self.dataset).augment else self.uses_augmentation
         for name in LATER_FIELDS:
             if values[name] == type(self).model_fields[name].default:
                 del values[name]

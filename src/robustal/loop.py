@@ -96,16 +96,11 @@ class ActiveLearner:
         with autocast(self.device, self.plan.precision):  # scoring forward passes at the run's precision
             return self.acquisition.select(self._context(), self.pool_indices, k, rng)
 
-    @property
-    def num_classes(self) -> int:
-        """Number of classes the model predicts."""
-        return int(self.model.head.out_features)
-
-    def entropies(self, indices: np.ndarray) -> np.ndarray:
-        """Prediction entropies (nats, float32) of the current model on the images at `indices`:
-        one clean forward pass in batches, at the run's precision."""
+    def probabilities(self, indices: np.ndarray) -> torch.Tensor:
+        """Softmax outputs (n, classes) of the current model on the images at `indices`: one
+        clean forward pass in batches, at the run's precision."""
         with autocast(self.device, self.plan.precision):
-            return entropy(predict_probabilities(self._context(), indices)).numpy()
+            return predict_probabilities(self._context(), indices)
 
     def _context(self) -> PoolContext:
         return PoolContext(self.model, self.images, self.labeled_indices, self.device)
@@ -350,10 +345,11 @@ def entropy_histograms(learner: ActiveLearner, selected: np.ndarray, round_numbe
     if len(pool) > ENTROPY_POOL_SAMPLE:
         rng = numpy_rng(learner.seed, "entropy-sample", round_number)
         sample = np.sort(rng.choice(pool, size=ENTROPY_POOL_SAMPLE, replace=False))
-    entropies = learner.entropies(np.concatenate([sample, selected]))  # one clean forward pass
+    probabilities = learner.probabilities(np.concatenate([sample, selected]))  # one clean forward pass
+    entropies, classes = entropy(probabilities).numpy(), probabilities.shape[1]
     return {
-        "pool_entropy_histogram": entropy_histogram(entropies[: len(sample)], learner.num_classes),
-        "selected_entropy_histogram": entropy_histogram(entropies[len(sample) :], learner.num_classes),
+        "pool_entropy_histogram": entropy_histogram(entropies[: len(sample)], classes),
+        "selected_entropy_histogram": entropy_histogram(entropies[len(sample) :], classes),
     }
 
 

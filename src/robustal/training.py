@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustal.data.augment import augment
 from robustal.attacks import PGD, Attack
+from robustal.data.augment import augment
 from robustal.data.dataset import Split
 from robustal.errors import ConfigError, unknown_name_error
 from robustal.runtime import autocast, batch_slices, check_precision, model_mode, to_float
