@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--fold-batchnorm", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true", help="attacks replay CUDA graphs (GPU only)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads; default: torch's choice")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=Path(os.environ.get("ROBUSTAL_DATA", SHARED_DATA)))
@@ -92,7 +93,7 @@ def report(args, config, records: list[RoundRecord], loads: list[float], command
         f"{config.lr}, PGD-{config.train_steps} training and PGD-{config.eval_steps} evaluation (eps {config.eps}, "
         f"step {config.step_size}), validation: first {config.validation_size or 5000} test images, test: the "
         f"other 5,000. Speed settings: precision `{config.precision}`, channels_last {config.channels_last}, "
-        f"fold_batchnorm {config.fold_batchnorm}, compile {config.compile}, {torch.get_num_threads()} torch thread(s).",
+        f"fold_batchnorm {config.fold_batchnorm}, compile {config.compile}, cuda_graphs {config.cuda_graphs}, {torch.get_num_threads()} torch thread(s).",
         "",
         f"**Status: {'finished' if finished else f'PARTIAL — {len(records)} of {len(records) + len(labels_to_come)} rounds done'}.**",
         "",
@@ -147,6 +148,7 @@ def main() -> None:
         budget=args.budget, epochs=10, batch_size=100, optimizer="adam", lr=1e-3, eps=0.3, step_size=0.01,
         train_steps=40, eval_steps=50, validation_size=args.validation_size, precision=args.precision,
         channels_last=args.channels_last, fold_batchnorm=args.fold_batchnorm, compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
         seed=args.seed, data_root=str(args.data_root),
     )
     run_dir = args.run_dir or REPO / "benchmarks" / "out" / f"mnist_paper-{config.run_id()}"

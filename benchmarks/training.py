@@ -118,6 +118,7 @@ class Variant:
     channels_last: bool = False
     fold_batchnorm: bool = False
     compile: bool = False
+    cuda_graphs: bool = False
     eval_batch_size: int = 500
     model: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
@@ -134,6 +135,9 @@ class Variant:
         self.model = prepare_model(model, self.channels_last, self.compile)
         self.optimizer = make_optimizer("adam", self.model, LR)
 
+    def attack(self, steps: int) -> PGD:
+        return PGD(EPS, STEP_SIZE, steps, fold_batchnorm=self.fold_batchnorm, cuda_graphs=self.cuda_graphs)
+
     def train_epoch(self, train: Split, device, steps: int, epoch: int) -> None:
         shuffle = torch_generator(0, "shuffle", epoch)
         attack_generator = torch_generator(0, "attack", epoch, device=device)
@@ -141,12 +145,13 @@ class Variant:
         if self.baseline:
             baseline_train_epoch(self.model, self.optimizer, train, device, steps, attack_generator, shuffle)
         else:
-            attack = PGD(EPS, STEP_SIZE, steps, fold_batchnorm=self.fold_batchnorm)
             fit(
-                self.model, build_regime("pgd", attack), train, lambda m: 0.0, device, epochs=1,
+                self.model, build_regime("pgd", self.attack(steps)), train, lambda m: 0.0, device, epochs=1,
                 batch_size=BATCH_SIZE, optimizer=self.optimizer, shuffle_generator=shuffle,
                 attack_generator=attack_generator, precision=self.precision,
             )
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # fit queues kernels without waiting for them
         self.train_seconds.append(time.perf_counter() - start)
 
     def evaluate_chunk(self, chunk: Split, device, steps: int, index: int, timed: bool) -> None:
@@ -155,9 +160,8 @@ class Variant:
         if self.baseline:
             robust = baseline_evaluate(self.model, chunk, device, steps, generator)
         else:
-            attack = PGD(EPS, STEP_SIZE, steps, fold_batchnorm=self.fold_batchnorm)
             robust = evaluate(
-                self.model, chunk, device, attack, generator, self.eval_batch_size, self.precision
+                self.model, chunk, device, self.attack(steps), generator, self.eval_batch_size, self.precision
             ).robust_accuracy
         if timed:
             self.eval_seconds.append(time.perf_counter() - start)
@@ -176,6 +180,11 @@ def variants(names: list[str], eval_batch_size: int) -> list[Variant]:
             "robustal bf16 + channels_last + fold BN", precision="bf16", channels_last=True, fold_batchnorm=True
         ),
         "fp32-compile": Variant("robustal fp32 + torch.compile", compile=True),
+        "fp32-graphs": Variant("robustal fp32 + CUDA graphs", cuda_graphs=True),
+        "bf16-cl-fold-graphs": Variant(
+            "robustal bf16 + channels_last + fold BN + CUDA graphs",
+            precision="bf16", channels_last=True, fold_batchnorm=True, cuda_graphs=True,
+        ),
         "bf16-cl-compile": Variant(
             "robustal bf16 + channels_last + torch.compile", precision="bf16", channels_last=True, compile=True
         ),

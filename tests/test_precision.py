@@ -95,4 +95,4 @@ def test_bf16_run_works_end_to_end_and_has_its_own_run_id(digits):
     default = make_config(**tiny_settings())
     assert config.run_id() != default.run_id()
     # speed settings at their defaults stay out of the identity: ids of older runs do not change
-    assert not {"precision", "channels_last", "fold_batchnorm", "compile"} & set(default.identity())
+    assert not {"precision", "channels_last", "fold_batchnorm", "compile", "cuda_graphs"} & set(default.identity())

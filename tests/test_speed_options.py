@@ -50,6 +50,30 @@ def test_folded_view_computes_the_models_eval_function_and_follows_its_updates(n
     torch.testing.assert_close(fold_batchnorm(model)(x), model(x), rtol=1e-4, atol=1e-5)
 
 
+def test_folded_view_refreshes_its_weights_in_place():
+    # CUDA graphs captured on the view read the folded weights from fixed memory
+    model = model_with_batchnorm_statistics("lenet5", 1, 32)
+    folded = [m for m in fold_batchnorm(model).modules() if isinstance(m, nn.Conv2d)]
+    addresses = [(m.weight.data_ptr(), m.bias.data_ptr()) for m in folded]
+    before = [m.weight.clone() for m in folded]
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05)
+    fold_batchnorm(model)
+    assert [(m.weight.data_ptr(), m.bias.data_ptr()) for m in folded] == addresses
+    assert not any(torch.equal(m.weight, b) for m, b in zip(folded, before))
+    assert not any(m.weight.requires_grad or m.bias.requires_grad for m in folded)
+
+
+def test_cuda_graphs_change_nothing_on_cpu(digits):
+    model = model_with_batchnorm_statistics("small_cnn", 1, 8)
+    x, y = to_float(digits.test.images[:64]), digits.test.labels[:64]
+    graphed = PGD(eps=0.1, step_size=0.02, steps=5, cuda_graphs=True)(model, x, y, torch_generator(0, "a"))
+    plain = PGD(eps=0.1, step_size=0.02, steps=5)(model, x, y, torch_generator(0, "a"))
+    assert torch.equal(graphed, plain)
+    assert repr(PGD(cuda_graphs=True, fold_batchnorm=True)).endswith("fold_batchnorm=True, cuda_graphs=True)")
+
+
 def test_models_without_batchnorm_or_untraceable_are_attacked_as_they_are():
     mlp = build_model("mlp", 1, 10, 8)
 

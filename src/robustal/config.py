@@ -20,7 +20,7 @@ NON_IDENTITY_FIELDS = ("data_root", "device")
 # Settings added after the first runs (speed settings that change results only through
 # floating-point arithmetic, and augmentation): part of a run's id when they change what it
 # computes, left out otherwise, so ids of runs from before they existed stay the same.
-LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "augment")
+LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "augment")
 
 
 class RunConfig(BaseModel):
@@ -62,6 +62,7 @@ class RunConfig(BaseModel):
     channels_last: bool = Field(False, description="channels-last (NHWC) weights for faster convolutions")
     fold_batchnorm: bool = Field(False, description="attacks fold eval-mode BatchNorm into the convolution before it")
     compile: bool = Field(False, description="torch.compile the model")
+    cuda_graphs: bool = Field(False, description="PGD attacks replay captured CUDA graphs on GPUs (no effect on CPU)")
     device: str = "auto"
     data_root: str | None = None
 

@@ -219,8 +219,9 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
         torch.manual_seed(derive_seed(config.seed, "init"))
         model = build_model(config.model_name, dataset.channels, dataset.num_classes, dataset.image_size)
     prepare_model(model.to(device), config.channels_last, config.compile)
-    train_attack = PGD(config.eps, config.step_size, config.train_steps, True, fold_batchnorm=config.fold_batchnorm)
-    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, True, fold_batchnorm=config.fold_batchnorm)
+    speed = {"fold_batchnorm": config.fold_batchnorm, "cuda_graphs": config.cuda_graphs}
+    train_attack = PGD(config.eps, config.step_size, config.train_steps, True, **speed)
+    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, True, **speed)
     regime = build_regime(config.training, train_attack)
     validation = dataset.validation.subset(slice(0, config.validation_size))
 

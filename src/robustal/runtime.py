@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import fx, nn
@@ -117,7 +117,7 @@ class _FoldedBatchNorm:
                 continue
             source = node.args[0]
             conv, norm = modules[source.target], modules[node.target]
-            folded = copy.deepcopy(conv)  # its weights are replaced by `current()`
+            folded = copy.deepcopy(conv).requires_grad_(False)  # its weights are refreshed by `current()`
             parent, _, name = source.target.rpartition(".")
             setattr(self.module.get_submodule(parent), name, folded)  # a container of the copy only
             self.pairs.append((folded, conv, norm))
@@ -132,8 +132,26 @@ class _FoldedBatchNorm:
                 weight, bias = fuse_conv_bn_weights(
                     conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
                 )
-                folded.weight, folded.bias = weight.requires_grad_(False), bias.requires_grad_(False)
+                _refresh(folded, "weight", weight)
+                _refresh(folded, "bias", bias)
         return self.module
+
+
+def _refresh(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Set parameter `name` of `module` to `value`, in place where the layout allows it: a CUDA
+    graph captured on the module keeps reading the same memory (`CapturedCall`)."""
+    current = getattr(module, name)
+    same_layout = (
+        current is not None
+        and current.shape == value.shape
+        and current.stride() == value.stride()
+        and current.dtype == value.dtype
+        and current.device == value.device
+    )
+    if same_layout:
+        current.copy_(value)
+    else:  # first refresh of a bias-free convolution, or the model moved to another device / format
+        setattr(module, name, nn.Parameter(value, requires_grad=False))
 
 
 _FOLDED_VIEWS: weakref.WeakKeyDictionary[nn.Module, _FoldedBatchNorm | None] = weakref.WeakKeyDictionary()
@@ -158,6 +176,76 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         _FOLDED_VIEWS[model] = view if view is not None and view.pairs else None
     view = _FOLDED_VIEWS[model]
     return model if view is None else view.current()
+
+
+CUDA_GRAPH_WARMUP = 3  # eager runs on a side stream before capture (lazy cuBLAS / cuDNN set-up)
+MAX_GRAPHS_PER_MODULE = 8  # input signatures captured per module; further ones run eagerly
+
+
+class CapturedCall:
+    """`fn(*inputs)` captured once as a CUDA graph, then replayed on new inputs of the same shapes.
+
+    A replay launches the whole recorded kernel sequence at once: for small models at small
+    batches (LeNet-5, batch 100) a GPU otherwise waits on Python and kernel launches. `fn` must
+    run on CUDA tensors only, never synchronise with the host, and read every other tensor
+    (parameters, BatchNorm statistics, folded weights) from memory that is updated in place,
+    as optimizers and `load_state_dict` do. Autocast, if on, applies without its weight cache
+    (cached casts would be freed after capture); the graph keeps the precision it was captured in.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> None:
+        self.inputs = tuple(t.detach().clone() for t in inputs)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), _autocast_without_cache():
+            for _ in range(CUDA_GRAPH_WARMUP):
+                fn(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), _autocast_without_cache():
+            self.output = fn(*self.inputs)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        for static, value in zip(self.inputs, inputs):
+            static.copy_(value)
+        self.graph.replay()
+        return self.output.clone()
+
+
+def _autocast_state() -> tuple[bool, torch.dtype]:
+    return torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+
+
+def _autocast_without_cache() -> contextlib.AbstractContextManager:
+    enabled, dtype = _autocast_state()
+    return torch.autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=False)
+
+
+_CAPTURED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, CapturedCall]] = weakref.WeakKeyDictionary()
+
+
+def replay_captured(module: nn.Module, key: tuple, fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+    """`fn(*inputs)` (a computation with `module`) through a CUDA graph (`CapturedCall`).
+
+    One graph per `module`, `key` (what `fn` computes), autocast state and input shapes, dtypes
+    and devices, captured at its first call; graphs go with `module`. Beyond
+    `MAX_GRAPHS_PER_MODULE` signatures, `fn` runs eagerly. The result is a fresh tensor equal
+    to what `fn(*inputs)` returns, up to kernel-level nondeterminism.
+    """
+    graphs = _CAPTURED.setdefault(module, {})
+    signature = (key, _autocast_state(), tuple((t.shape, t.dtype, t.device) for t in inputs))
+    captured = graphs.get(signature)
+    if captured is None:
+        if len(graphs) >= MAX_GRAPHS_PER_MODULE:
+            return fn(*inputs)
+        try:
+            captured = graphs[signature] = CapturedCall(fn, inputs)
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"could not capture {type(module).__name__} in a CUDA graph ({error}); "
+                "run without cuda_graphs (--cuda-graphs)"
+            ) from error
+    return captured(*inputs)
 
 
 def batch_slices(total: int, batch_size: int) -> Iterator[slice]:

@@ -82,12 +82,13 @@ def run_command(
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC weights (faster convolutions)")] = False,
     fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm into convs")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="attacks replay CUDA graphs (GPU only)")] = False,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="folder with datasets; default $ROBUSTAL_DATA")] = None,
 ) -> None:
     """One active-learning run; resumes from OUT if it was interrupted."""
     settings = {name: value for name, value in locals().items() if value is not None and name not in ("out", "preset")}
-    for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile"):
+    for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs"):
         if not settings[flag]:
             settings.pop(flag)
     if data_root is not None:
