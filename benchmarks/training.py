@@ -294,7 +294,7 @@ def main() -> None:
         "median over rounds of the baseline's time over the variant's time in the same round. Robust accuracy: "
         "PGD-50 on all the test images after the same training (same initial weights, data order and attack seeds).",
         "",
-        "**Timings are noisy**: the machine (2 CPU cores) is shared with other engineers' jobs running at the "
+        "**Timings are noisy** on the 2-core CPU machine, shared with other engineers' jobs running at the "
         "same time; interleaving spreads that load over all variants, but treat ratio differences below ~15 % as noise.",
         "",
     ]
@@ -324,7 +324,7 @@ def main() -> None:
     footer = [
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, device {device}, "
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}. 1-minute load average "
-        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2.0 = both cores busy).",
+        f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (on the 2-core machine 2.0 = both cores busy).",
         "",
         "Command: `python benchmarks/training.py " + " ".join(os.sys.argv[1:]) + "`",
         "",

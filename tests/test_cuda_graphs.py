@@ -96,6 +96,6 @@ def test_graphed_training_and_evaluation_match_eager():
                         evaluate(model, data, CUDA, attack, torch_generator(0, "e", device=CUDA), batch_size=128)))
     (graphed_state, graphed_eval), (eager_state, eager_eval) = results
     for name, value in graphed_state.items():
-        torch.testing.assert_close(value.float(), eager_state[name].float(), rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(value.float(), eager_state[name].float(), rtol=1e-2, atol=1e-3)
     assert graphed_eval.robust_accuracy == pytest.approx(eager_eval.robust_accuracy, abs=0.005)
     assert graphed_eval.clean_accuracy == pytest.approx(eager_eval.clean_accuracy, abs=0.005)
