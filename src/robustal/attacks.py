@@ -12,9 +12,10 @@ Every attack is a small object holding its parameters (paper defaults) with one 
 - never synchronises with the host inside its loop (no ``.item()``, no ``.cpu()``);
 - returns a detached tensor in [0, 1] within the eps-ball of `x`.
 
-``fold_batchnorm=True`` attacks the model with each Conv2d -> BatchNorm2d pair folded into one
-convolution (`robustal.runtime.fold_batchnorm`): the same eval-mode function up to float
-rounding, one layer less per forward and backward pass. ``cuda_graphs=True`` (PGD) runs the
+``fold_batchnorm=True`` attacks a faster view of the eval-mode model
+(`robustal.runtime.fold_batchnorm`): each Conv2d -> BatchNorm2d pair folded into one
+convolution, one-channel convolution -> ReLU -> 2x2 max-pooling blocks as fused CPU kernels
+(`robustal.kernels`): the same function up to float rounding. ``cuda_graphs=True`` (PGD) runs the
 steps on CUDA inputs as a captured CUDA graph (`robustal.runtime.replay_captured`): the same
 kernels without per-kernel launch cost; on CPU inputs it changes nothing.
 """

@@ -60,7 +60,9 @@ class RunConfig(BaseModel):
     seed: int = Field(0, ge=0)
     precision: str = Field("fp32", description="fp32, or bf16: forward passes under bf16 autocast, fp32 weights")
     channels_last: bool = Field(False, description="channels-last (NHWC) weights for faster convolutions")
-    fold_batchnorm: bool = Field(False, description="attacks fold eval-mode BatchNorm into the convolution before it")
+    fold_batchnorm: bool = Field(
+        False, description="attacks run a fast eval-mode view: BatchNorm folded into convolutions, fused CPU kernels"
+    )
     compile: bool = Field(False, description="torch.compile the model")
     cuda_graphs: bool = Field(False, description="PGD attacks replay captured CUDA graphs on GPUs (no effect on CPU)")
     device: str = "auto"

@@ -80,7 +80,7 @@ def run_command(
     seed: Annotated[Optional[int], typer.Option(help="seed of every random choice")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32, or bf16 (bf16 autocast, fp32 weights; faster)")] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC weights (faster convolutions)")] = False,
-    fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm into convs")] = False,
+    fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm, fuse CPU kernels")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="attacks replay CUDA graphs (GPU only)")] = False,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda")] = None,
