@@ -60,7 +60,6 @@ from robustal.loop import (
     load_checkpoint,
     versions,
 )
-from robustal.models import Classifier
 from robustal.seeding import derive_seed, torch_generator
 from robustal.training import TRAINING_REGIMES
 
@@ -316,11 +315,14 @@ class RetrainingProblem:
         learner.teach(labeled, self.dataset.train.labels[:self.labeled_count].numpy())
         return learner, eval_attack
 
-    def evaluate(self, model: Classifier, attack: Attack, device: torch.device) -> Metrics:
-        """Clean and robust accuracy on the evaluation split; the attack's random start is the same
-        for every call (so before and after are measured on the same draws)."""
-        generator = torch_generator(self.config.seed, "retrain-evaluation-attack", device=device)
-        return evaluate(model, self.dataset.test, device, attack, generator)
+    def evaluate(self, learner: ActiveLearner, attack: Attack) -> Metrics:
+        """Clean and robust accuracy of `learner`'s model on the evaluation split, at its run's
+        precision; the attack's random start is the same for every call (so before and after
+        are measured on the same draws)."""
+        generator = torch_generator(self.config.seed, "retrain-evaluation-attack", device=learner.device)
+        return evaluate(
+            learner.model, self.dataset.test, learner.device, attack, generator, precision=learner.plan.precision
+        )
 
 
 def checkpoint_path(config: RetrainConfig, root: str | os.PathLike | None = None) -> Path:
@@ -381,7 +383,7 @@ def retrain_budget(problem: RetrainingProblem, budget: int, before: Metrics) -> 
     select_seconds = time.perf_counter() - start_select
     result = learner.fit()
     start_eval = time.perf_counter()
-    after = problem.evaluate(learner.model, eval_attack, learner.device)
+    after = problem.evaluate(learner, eval_attack)
     eval_seconds = time.perf_counter() - start_eval
     record = BudgetRecord(
         budget=budget,
@@ -457,7 +459,7 @@ def run_retraining(
             before = Metrics(first.clean_accuracy_before, first.robust_accuracy_before)
         else:
             learner, eval_attack = problem.start_learner("retrain-start")
-            before = problem.evaluate(learner.model, eval_attack, learner.device)
+            before = problem.evaluate(learner, eval_attack)
         for budget in todo:
             record, _ = retrain_budget(problem, budget, before)
             done[budget] = record
