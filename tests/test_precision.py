@@ -96,3 +96,5 @@ def test_bf16_run_works_end_to_end_and_has_its_own_run_id(digits):
     assert config.run_id() != default.run_id()
     # speed settings at their defaults stay out of the identity: ids of older runs do not change
     assert not {"precision", "channels_last", "fold_batchnorm", "compile", "cuda_graphs"} & set(default.identity())
+    # CUDA graphs say how a run executes, not what it computes: the same run, resumable either way
+    assert make_config(**tiny_settings(cuda_graphs=True)).run_id() == default.run_id()

@@ -15,12 +15,13 @@ from robustal.models import check_model_name
 from robustal.runtime import check_precision
 from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRAINING_REGIMES
 
-# Settings that say where or how fast a run happens, not what it computes: not part of its id.
-NON_IDENTITY_FIELDS = ("data_root", "device")
+# Settings that say where or how fast a run happens, not what it computes: not part of its id
+# (CUDA graphs replay the very kernels an eager run launches).
+NON_IDENTITY_FIELDS = ("data_root", "device", "cuda_graphs")
 # Settings added after the first runs (speed settings that change results only through
 # floating-point arithmetic, and augmentation): part of a run's id when they change what it
 # computes, left out otherwise, so ids of runs from before they existed stay the same.
-LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "augment")
+LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "augment")
 
 
 class RunConfig(BaseModel):
