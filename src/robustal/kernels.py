@@ -187,8 +187,7 @@ def fuse_conv_relu_pool(module: fx.GraphModule) -> int:
             continue
         if conv.op != "call_module" or len(conv.users) != 1 or not _fusable_conv(modules.get(conv.target)):
             continue
-        parent, _, name = conv.target.rpartition(".")
-        setattr(module.get_submodule(parent), name, FusedConvReluPool(modules[conv.target]))
+        module.set_submodule(conv.target, FusedConvReluPool(modules[conv.target]))
         pool.replace_all_uses_with(conv)
         module.graph.erase_node(pool)
         module.graph.erase_node(relu)

@@ -112,12 +112,12 @@ class _WholeInputConv(nn.Module):
         self.conv = conv
 
     @staticmethod
-    def applies_to(conv: nn.Module) -> bool:
+    def applies_to(layer: nn.Module | None) -> bool:
         return (
-            isinstance(conv, nn.Conv2d)
-            and conv.padding in ((0, 0), "valid")
-            and conv.dilation == (1, 1)
-            and conv.groups == 1
+            isinstance(layer, nn.Conv2d)
+            and layer.padding in ((0, 0), "valid")
+            and layer.dilation == (1, 1)
+            and layer.groups == 1
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,16 +152,15 @@ class _FoldedBatchNorm:
             source = node.args[0]
             conv, norm = modules[source.target], modules[node.target]
             folded = copy.deepcopy(conv).requires_grad_(False)  # its weights are refreshed by `current()`
-            parent, _, name = source.target.rpartition(".")
-            setattr(self.module.get_submodule(parent), name, folded)  # a container of the copy only
+            self.module.set_submodule(source.target, folded)  # in a container of the copy only
             self.pairs.append((folded, conv, norm))
             node.replace_all_uses_with(source)
             self.module.graph.erase_node(node)
         fuse_conv_relu_pool(self.module)
         for node in self.module.graph.nodes:
-            if node.op == "call_module" and _WholeInputConv.applies_to(self.module.get_submodule(node.target)):
-                parent, _, name = node.target.rpartition(".")
-                setattr(self.module.get_submodule(parent), name, _WholeInputConv(self.module.get_submodule(node.target)))
+            layer = self.module.get_submodule(node.target) if node.op == "call_module" else None
+            if _WholeInputConv.applies_to(layer):
+                self.module.set_submodule(node.target, _WholeInputConv(layer))
         self.module.delete_all_unused_submodules()
         self.module.recompile()
 
@@ -205,7 +204,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     Conv2d -> ReLU -> MaxPool2d(2) chains as fused CPU kernels (`robustal.kernels`) and
     convolutions whose kernel covers their input as matrix products. The traced structure is built
     once per model (torch.fx) and cached; the folded weights are recomputed from the live
-    parameters on every call. Models that torch.fx cannot trace, or without such pairs, are
+    parameters on every call, in place. Models that torch.fx cannot trace, or without such pairs, are
     returned unchanged. The view shares every other module with `model` (and so their mode):
     use it with `model` in eval mode, and not after replacing submodules of `model`.
     """
