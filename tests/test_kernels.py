@@ -47,6 +47,7 @@ def test_fused_block_matches_conv_relu_pool(batch, channels, size, padding, imag
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fused_gradient, reference_gradient, rtol=1e-5, atol=1e-6)
     assert (fused == 0).float().mean() > 0.05  # the ReLU and its zero gradient were exercised
+    assert torch.get_num_threads() == 1  # as conftest set it: numba's start-up must not change it
 
 
 def test_ties_and_zeros_route_the_gradient_like_aten():

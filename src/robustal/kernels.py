@@ -17,6 +17,9 @@ installed; elsewhere `FusedConvReluPool` runs the three layers as they are.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -75,8 +78,17 @@ if numba is not None:
                                 x_gradient[n, i + ki, j + kj] += g * weight[c, ki, kj]
 
 
-def _use_torch_threads() -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+@contextlib.contextmanager
+def _torch_threads() -> Iterator[None]:
+    """Run numba with torch's thread count, and leave torch's as it was: numba's OpenMP layer
+    shares the OpenMP runtime and, when it starts, sets that runtime's count to every core."""
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 class _ConvReluPool(torch.autograd.Function):
@@ -90,14 +102,14 @@ class _ConvReluPool(torch.autograd.Function):
         kernel = weight.detach().float().reshape(channels, size, size).contiguous()
         pooled = torch.empty(images, rows, cols, channels)
         winner = torch.empty(images, rows, cols, channels, dtype=torch.uint8)
-        _use_torch_threads()
-        _block_forward(
-            x.detach().reshape(images, height, width).contiguous().numpy(),
-            kernel.numpy(),
-            bias.detach().float().contiguous().numpy(),
-            pooled.numpy(),
-            winner.numpy(),
-        )
+        with _torch_threads():
+            _block_forward(
+                x.detach().reshape(images, height, width).contiguous().numpy(),
+                kernel.numpy(),
+                bias.detach().float().contiguous().numpy(),
+                pooled.numpy(),
+                winner.numpy(),
+            )
         ctx.save_for_backward(pooled, winner, kernel)
         ctx.input_shape = x.shape
         return pooled.permute(0, 3, 1, 2)  # (B, C, H', W') in channels-last memory
@@ -107,14 +119,14 @@ class _ConvReluPool(torch.autograd.Function):
         pooled, winner, kernel = ctx.saved_tensors
         images, _, height, width = ctx.input_shape
         x_gradient = torch.zeros(images, height, width)
-        _use_torch_threads()
-        _block_input_gradient(
-            gradient.permute(0, 2, 3, 1).float().contiguous().numpy(),
-            pooled.numpy(),
-            winner.numpy(),
-            kernel.numpy(),
-            x_gradient.numpy(),
-        )
+        with _torch_threads():
+            _block_input_gradient(
+                gradient.permute(0, 2, 3, 1).float().contiguous().numpy(),
+                pooled.numpy(),
+                winner.numpy(),
+                kernel.numpy(),
+                x_gradient.numpy(),
+            )
         return x_gradient.view(ctx.input_shape), None, None
 
 
