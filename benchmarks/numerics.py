@@ -64,7 +64,7 @@ def validation_subsets(args, dataset) -> list[str]:
     order = numpy_rng(0, "initial").permutation(len(dataset.train))
     first = 0
     if args.start_from:  # continue a run: its model and labeled set, then 200 random labels per round
-        state = torch.load(args.start_from, weights_only=False)
+        state = torch.load(args.start_from, weights_only=True)
         model.load_state_dict(state["model"])
         labeled = state["labeled_indices"].numpy()
         order = np.concatenate([labeled, np.setdiff1d(order, labeled, assume_unique=True)])

@@ -160,7 +160,7 @@ def main() -> None:
     command = "python benchmarks/run_mnist_paper.py " + " ".join(os.sys.argv[1:])
     loads: list[float] = [os.getloadavg()[0]]
     checkpoint = run_dir / CHECKPOINT_FILE  # a resumed run reports the rounds done before too
-    records = [RoundRecord(**r) for r in torch.load(checkpoint, weights_only=False)["records"]] if checkpoint.exists() else []
+    records = [RoundRecord(**r) for r in torch.load(checkpoint, weights_only=True)["records"]] if checkpoint.exists() else []
 
     def on_round(record: RoundRecord) -> None:
         loads.append(os.getloadavg()[0])

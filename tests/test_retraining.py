@@ -135,7 +135,7 @@ def test_config_validation_and_a_stable_id(start_run, digits):
 
 def test_a_checkpoint_of_other_training_data_is_refused(start_run, digits, tmp_path):
     shutil.copytree(start_run, tmp_path, dirs_exist_ok=True)
-    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     first = int(state["labeled_indices"][0])
     state["labels"][first] = (state["labels"][first] + 1) % 10
     torch.save(state, tmp_path / CHECKPOINT_FILE)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from robustal.acquisition.scoring import entropy, predict_probabilities
 from robustal.attacks import PGD
 from robustal.config import RunConfig
 from robustal.data import ImageDataset, Split, load_dataset
-from robustal.errors import ConfigError, PoolExhaustedError
+from robustal.errors import ConfigError, DataError, PoolExhaustedError
 from robustal.evaluation import Metrics, evaluate
 from robustal.models import Classifier, build_model
 from robustal.runtime import autocast, prepare_model, select_device
@@ -362,14 +363,39 @@ def _save_round(out: Path, config: RunConfig, learner: ActiveLearner, records: l
     atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
 
 
+def read_checkpoint(checkpoint: Path, device: str | torch.device = "cpu") -> dict:
+    """The state saved in `checkpoint`, loaded without running any code from the file.
+
+    Checkpoints travel between people (retraining starts from someone else's run), so they load
+    with ``weights_only=True``: tensors, numbers, strings and containers only, never a pickled
+    object whose unpickling could execute code. Any failure (damaged, truncated, not a
+    checkpoint, refused by the safe loader) becomes a `DataError` naming the file.
+    """
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    except Exception as error:  # any decoding failure of an untrusted file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot read checkpoint {checkpoint}: {reason}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("run_id"), str):
+        raise DataError(f"{checkpoint} is not a robustal checkpoint (no run id)")
+    return state
+
+
 def _resume(out: Path, config: RunConfig, learner: ActiveLearner) -> list[RoundRecord]:
     checkpoint = out / CHECKPOINT_FILE
     if not checkpoint.exists():
         return []
-    state = torch.load(checkpoint, map_location=learner.device, weights_only=False)
-    if state.get("run_id") != config.run_id():
+    try:
+        state = read_checkpoint(checkpoint, learner.device)
+    except DataError as error:
+        # keep the damaged file for inspection and start the run over rather than fail every retry
+        damaged = checkpoint.with_name(CHECKPOINT_FILE + ".damaged")
+        os.replace(checkpoint, damaged)
+        warnings.warn(f"{error}; moved it to {damaged} and starting this run from scratch", stacklevel=2)
+        return []
+    if state["run_id"] != config.run_id():
         raise ConfigError(
-            f"{out} holds run {state.get('run_id')}, not this configuration ({config.run_id()}); "
+            f"{out} holds run {state['run_id']}, not this configuration ({config.run_id()}); "
             "choose another --out or delete it"
         )
     learner.load_state(state)
@@ -377,13 +403,26 @@ def _resume(out: Path, config: RunConfig, learner: ActiveLearner) -> list[RoundR
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Classifier, RunConfig, dict]:
-    """The trained model, the config and the raw state of a run directory or its ``checkpoint.pt``."""
+    """The trained model, the config and the raw state of a run directory or its ``checkpoint.pt``.
+
+    The checkpoint loads safely (`read_checkpoint`) and must hold the run that the ``config.json``
+    beside it describes; anything else is a `DataError` naming the file.
+    """
     path = Path(path)
     checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
     if not checkpoint.is_file():
         raise ConfigError(f"no checkpoint at {checkpoint}: pass a run directory written by `robustal run --out`")
-    config = RunConfig(**json.loads((checkpoint.parent / CONFIG_FILE).read_text())["config"])
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
-    model = build_model(**state["model_spec"])
-    model.load_state_dict(state["model"])
+    state = read_checkpoint(checkpoint, device)
+    config_file = checkpoint.parent / CONFIG_FILE
+    try:
+        config = RunConfig(**json.loads(config_file.read_text())["config"])
+    except Exception as error:  # missing, not JSON, or settings this version rejects
+        raise DataError(f"cannot read the run settings {config_file}: {error}") from None
+    if state["run_id"] != config.run_id():
+        raise DataError(f"{checkpoint} holds run {state['run_id']}, but {config_file} describes run {config.run_id()}")
+    try:
+        model = build_model(**state["model_spec"])
+        model.load_state_dict(state["model"])
+    except Exception as error:
+        raise DataError(f"{checkpoint} does not hold a model robustal can rebuild: {error}") from None
     return model.to(device), config, state

@@ -103,7 +103,7 @@ def test_a_run_recorded_before_the_histograms_existed_resumes_and_reports(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         run_active_learning(config, tmp_path, dataset=digits, on_round=stop_after_round_1)
     # make the files look like those of an older robustal: no histogram fields anywhere
-    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=False)
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
     for record in state["records"]:
         for name in HISTOGRAM_COLUMNS:
             del record[name]
