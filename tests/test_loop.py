@@ -115,3 +115,38 @@ def test_random_acquisition_differs_from_entropy(digits, entropy_run):
     assert random_run.records[0].selected == entropy_run.records[0].selected  # same initial set
     assert random_run.records[1].selected != entropy_run.records[1].selected
     assert build_acquisition("random").name == "random"
+
+
+def test_paper_warm_up_trains_round_zero_normally_then_adversarially(digits):
+    warm = run_active_learning(make_config(**tiny_settings(warm_up="standard")), dataset=digits)
+    standard = run_active_learning(make_config(**tiny_settings(training="standard", budget=30)), dataset=digits)
+    same = run_active_learning(make_config(**tiny_settings(budget=30)), dataset=digits)
+    # round 0 of the warm-up run is exactly a standard-trained round 0 (best epoch by clean accuracy)
+    first = warm.records[0]
+    assert first.selected == standard.records[0].selected == same.records[0].selected
+    assert (first.clean_accuracy, first.robust_accuracy, first.best_epoch, first.validation_score) == (
+        standard.records[0].clean_accuracy, standard.records[0].robust_accuracy,
+        standard.records[0].best_epoch, standard.records[0].validation_score,
+    )  # fmt: skip
+    assert first.validation_score != same.records[0].validation_score  # clean, not robust, validation score
+    # later rounds train adversarially: validation scores are robust accuracies, below clean accuracy
+    assert all(r.validation_score <= r.clean_accuracy + 0.1 for r in warm.records[1:])
+    assert warm.records[1].robust_accuracy > 0
+
+
+def test_warm_up_is_part_of_the_run_id_and_same_keeps_old_ids():
+    same = make_config(**tiny_settings())
+    assert make_config(**tiny_settings(warm_up="same")).run_id() == same.run_id()
+    assert "warm_up" not in same.identity()
+    assert make_config(**tiny_settings(warm_up="standard")).run_id() != same.run_id()
+    with pytest.raises(ConfigError, match="unknown warm-up 'adversarial'; valid choices: same, standard"):
+        make_config(**tiny_settings(warm_up="adversarial"))
+
+
+def test_dre_runs_name_their_quota_in_the_id():
+    plain = make_config(**tiny_settings(acquisition="dre"))
+    paper = make_config(**tiny_settings(acquisition="dre", acquisition_options={"quota": "paper"}))
+    proportional = make_config(**tiny_settings(acquisition="dre", acquisition_options={"quota": "proportional"}))
+    assert plain.identity()["acquisition_options"] == {"quota": "paper"}
+    assert plain.run_id() == paper.run_id() != proportional.run_id()
+    assert make_config(**tiny_settings(acquisition="entropy")).identity()["acquisition_options"] == {}

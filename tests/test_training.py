@@ -104,3 +104,21 @@ def test_fit_augments_batches_reproducibly_and_only_when_asked(digits):
         assert torch.equal(tensor, model_b.state_dict()[name])
     # a crop keeps pixel values (zero padding adds zeros only): every augmented pixel exists in the plain batch
     assert set(augmented.unique().tolist()) <= set(plain.unique().tolist()) | {0.0}
+
+
+def test_robust_accuracy_counts_only_points_also_correct_without_attack():
+    from robustal.data.dataset import Split
+    from robustal.evaluation import evaluate
+
+    # the model predicts the class of the brighter pixel; image a -> class 0, image b -> class 1
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Identity())
+    a, b = torch.tensor([[[[200, 0]]]], dtype=torch.uint8), torch.tensor([[[[0, 200]]]], dtype=torch.uint8)
+    split = Split(torch.cat([a, b]), torch.tensor([1, 1]))  # sample 0 is misclassified clean
+
+    def swap_attack(model, x, y, generator):  # sends sample 0 to the right class, sample 1 to the wrong one
+        return x.flip(0)
+
+    metrics = evaluate(model, split, torch.device("cpu"), swap_attack)
+    assert metrics.clean_accuracy == 0.5
+    # the attacked prediction alone would count sample 0 (1 / 2); RobustBench's rule counts none
+    assert metrics.robust_accuracy == 0.0

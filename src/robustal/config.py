@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from robustal.acquisition import check_acquisition_name
+from robustal.acquisition import check_acquisition_name, identity_options
 from robustal.data import dataset_info
 from robustal.errors import ConfigError, unknown_name_error
 from robustal.models import check_model_name
@@ -21,7 +21,8 @@ NON_IDENTITY_FIELDS = ("data_root", "device", "cuda_graphs")
 # Settings added after the first runs (speed settings that change results only through
 # floating-point arithmetic, and augmentation): part of a run's id when they change what it
 # computes, left out otherwise, so ids of runs from before they existed stay the same.
-LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "augment")
+LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "augment", "warm_up")
+WARM_UPS = ("same", "standard")
 
 
 class RunConfig(BaseModel):
@@ -39,6 +40,11 @@ class RunConfig(BaseModel):
     acquisition: str = "random"
     acquisition_options: dict[str, Any] = Field(default_factory=dict)
     training: str = "pgd"
+    warm_up: str = Field(
+        "same",
+        description="how round 0 (the random initial set) trains: 'same' as every round, or 'standard' "
+        "training (the paper's warm-up: the first batch is selected by a standard-trained model)",
+    )
     initial: int = Field(200, ge=1, description="size of the random initial labeled set")
     per_round: int = Field(200, ge=1, description="samples labeled per round")
     budget: int = Field(1000, ge=1, description="total labeled samples at the end")
@@ -81,6 +87,8 @@ class RunConfig(BaseModel):
         if self.lr_schedule not in LR_SCHEDULES:
             raise unknown_name_error("learning-rate schedule", self.lr_schedule, LR_SCHEDULES)
         check_precision(self.precision)
+        if self.warm_up not in WARM_UPS:
+            raise unknown_name_error("warm-up", self.warm_up, WARM_UPS)
         if self.budget < self.initial:
             raise ConfigError(f"budget ({self.budget}) must be at least the initial labeled set ({self.initial})")
         return self
@@ -104,6 +112,7 @@ class RunConfig(BaseModel):
         """The settings that determine the results (resolved model name, no paths or devices)."""
         values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
         values["model"] = self.model_name
+        values["acquisition_options"] = identity_options(self.acquisition, self.acquisition_options)
         # augmentation as used: asking for the dataset's default is the same run as not asking
         values["augment"] = None if self.uses_augmentation == dataset_info(self.dataset).augment else self.uses_augmentation
         for name in LATER_FIELDS:

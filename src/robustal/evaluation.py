@@ -20,7 +20,13 @@ EVAL_BATCH_SIZE = 500
 
 @dataclass(frozen=True)
 class Metrics:
-    """Accuracies in [0, 1]; ``robust_accuracy`` is None when no attack was run."""
+    """Accuracies in [0, 1]; ``robust_accuracy`` is None when no attack was run.
+
+    ``robust_accuracy`` counts a sample only when it is classified correctly both clean and
+    under attack (the RobustBench / AutoAttack convention). The paper's code counts the attacked
+    prediction alone, which can credit a sample the model gets wrong clean when the attack's
+    random start or a failed step lands on the right class; ours is never above clean accuracy.
+    """
 
     clean_accuracy: float
     robust_accuracy: float | None
@@ -50,11 +56,12 @@ def evaluate(
         for part in batch_slices(len(split), batch_size):
             x, y = to_float(images[part]), labels[part]
             with torch.inference_mode():
-                clean_correct += (model(x).argmax(1) == y).sum()
+                correct = model(x).argmax(1) == y
+            clean_correct += correct.sum()
             if attack is not None:
                 x_adv = attack(model, x, y, generator)
                 with torch.inference_mode():
-                    robust_correct += (model(x_adv).argmax(1) == y).sum()
+                    robust_correct += (correct & (model(x_adv).argmax(1) == y)).sum()
     total = max(len(split), 1)
     robust = robust_correct.item() / total if attack is not None else None
     return Metrics(clean_correct.item() / total, robust)

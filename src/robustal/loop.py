@@ -57,6 +57,9 @@ class TrainingPlan:
     retrain_from_scratch: bool = False
     precision: str = "fp32"
     augment: bool = False  # random crop + flip of training batches (SVHN, CIFAR-10 as the paper)
+    # the first fit (the random initial set) with another regime and score: the paper's standard warm-up
+    warm_up: TrainingRegime | None = None
+    warm_up_score: Callable[[nn.Module], float] | None = None
 
 
 class ActiveLearner:
@@ -120,7 +123,8 @@ class ActiveLearner:
         self.labeled_indices = np.concatenate([self.labeled_indices, indices])
 
     def fit(self) -> FitResult:
-        """Train on the labeled set; keeps the best epoch and counts a round."""
+        """Train on the labeled set; keeps the best epoch and counts a round. The first round
+        trains with the plan's `warm_up` regime when it has one."""
         if len(self.labeled_indices) == 0:
             raise PoolExhaustedError("nothing is labeled yet: teach() some labels before fit()")
         plan = self.plan
@@ -128,11 +132,12 @@ class ActiveLearner:
             self.model.load_state_dict(self._initial_state)
         index = torch.as_tensor(self.labeled_indices)
         data = Split(self.images[index], torch.as_tensor(self.labels[self.labeled_indices]))
+        warming_up = self.rounds_trained == 0 and plan.warm_up is not None
         result = fit(
             self.model,
-            plan.regime,
+            plan.warm_up if warming_up else plan.regime,
             data,
-            plan.score,
+            plan.warm_up_score if warming_up else plan.score,
             self.device,
             epochs=plan.epochs,
             batch_size=plan.batch_size,
@@ -226,17 +231,23 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
     regime = build_regime(config.training, train_attack)
     validation = dataset.validation.subset(slice(0, config.validation_size))
 
-    def score(model: nn.Module) -> float:
+    def validation_score(adversarial: bool) -> Callable[[nn.Module], float]:
         # the paper's rule: best epoch by validation robustness (adversarial) or accuracy (standard);
         # the same attack starts every time, so a resumed run scores exactly as an uninterrupted one
-        attack = eval_attack if regime.adversarial else None
-        generator = torch_generator(config.seed, "validation-attack", device=device)
-        metrics = evaluate(model, validation, device, attack, generator, precision=config.precision)
-        return metrics.robust_accuracy if regime.adversarial else metrics.clean_accuracy
+        def score(model: nn.Module) -> float:
+            attack = eval_attack if adversarial else None
+            generator = torch_generator(config.seed, "validation-attack", device=device)
+            metrics = evaluate(model, validation, device, attack, generator, precision=config.precision)
+            return metrics.robust_accuracy if adversarial else metrics.clean_accuracy
 
+        return score
+
+    warm_up = config.warm_up == "standard" and regime.adversarial
     plan = TrainingPlan(
         regime=regime,
-        score=score,
+        score=validation_score(regime.adversarial),
+        warm_up=build_regime("standard", train_attack) if warm_up else None,
+        warm_up_score=validation_score(False) if warm_up else None,
         epochs=config.epochs,
         batch_size=config.batch_size,
         optimizer=config.optimizer,

@@ -29,6 +29,7 @@ _MNIST_PAPER = dict(
     model="lenet5", image_size=32, eps=0.3, step_size=0.01, train_steps=40, eval_steps=50,
     initial=200, per_round=200, budget=5000, epochs=10, batch_size=100,
     optimizer="adam", lr=1e-3, weight_decay=0.0, lr_schedule="constant", validation_size=None, test_size=None,
+    warm_up="standard",
 )  # fmt: skip
 _COLOR_ATTACK = dict(eps=8 / 255, step_size=2 / 255)
 _MNIST_QUICK = dict(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robustal.acquisition import build_acquisition
-from robustal.acquisition.density import dre_positions, histogram_bins, largest_remainder_quotas
+from robustal.acquisition.density import dre_positions, histogram_bins, largest_remainder_quotas, paper_quotas
 from robustal.acquisition.scoring import entropy
 from robustal.errors import ConfigError
 
@@ -59,16 +59,64 @@ def test_more_samples_than_the_bins_hold_is_an_error():
         largest_remainder_quotas(np.array([1, 2]), 5, np.random.default_rng(0))
 
 
-def test_the_batch_keeps_the_pool_entropy_histogram():
+def skewed_entropies() -> np.ndarray:
+    """A trained model's pool: most samples confident (low entropy), a long uncertain tail."""
     rng = np.random.default_rng(0)
-    entropies = np.concatenate([rng.beta(0.5, 3.0, size=4000), rng.beta(5.0, 2.0, size=1000)]) * np.log(10)
-    chosen = dre_positions(entropies, 200, np.random.default_rng(1))
+    return np.concatenate([rng.beta(0.5, 3.0, size=4000), rng.beta(5.0, 2.0, size=1000)]) * np.log(10)
+
+
+def test_proportional_quota_keeps_the_pool_entropy_histogram():
+    entropies = skewed_entropies()
+    chosen = dre_positions(entropies, 200, np.random.default_rng(1), quota="proportional")
     assert len(np.unique(chosen)) == 200
     pool_counts = np.bincount(histogram_bins(entropies, 50), minlength=50)
     selected_counts = np.bincount(histogram_bins(entropies, 50)[chosen], minlength=50)
     assert (np.abs(selected_counts - 200 * pool_counts / len(entropies)) < 1).all()
     # the most uncertain end is not over-sampled: compare with what entropy sampling would take
     assert selected_counts[-10:].sum() < 0.3 * 200
+    assert abs(entropies[chosen].mean() - entropies.mean()) < 0.05 * entropies.mean()
+
+
+def test_paper_quota_skews_the_batch_towards_high_entropy():
+    entropies = skewed_entropies()
+    chosen = dre_positions(entropies, 200, np.random.default_rng(1), quota="paper")
+    assert len(np.unique(chosen)) == 200
+    bin_of = histogram_bins(entropies, 50)
+    pool_counts = np.bincount(bin_of, minlength=50)
+    selected_counts = np.bincount(bin_of[chosen], minlength=50)
+    # every bin above the cut gets its rounded-up share: at least one sample, at least its ideal share
+    assert (selected_counts[pool_counts > 0] >= 1).sum() >= 45
+    assert entropies[chosen].mean() > 1.1 * entropies.mean()
+    assert selected_counts[25:].sum() > 200 * pool_counts[25:].sum() / len(entropies) + 10
+
+
+def test_paper_quotas_on_a_hand_made_histogram():
+    # shares 4 * (6, 3, 1) / 10 = (2.4, 1.2, 0.4) round up to (3, 2, 1) = 6; the 2 too many are cut
+    # from the lowest-entropy bin, as the authors' "keep the last k" does
+    np.testing.assert_array_equal(paper_quotas(np.array([6, 3, 1]), 4), [1, 2, 1])
+    # the cut can empty a low bin and reach into the next one
+    np.testing.assert_array_equal(paper_quotas(np.array([1, 1, 1, 1, 6]), 3), [0, 0, 0, 1, 2])
+    # rounded-up shares never exceed a bin; k = N takes everything
+    np.testing.assert_array_equal(paper_quotas(np.array([2, 0, 3]), 5), [2, 0, 3])
+
+
+def test_paper_quotas_sum_to_k_never_exceed_a_bin_and_match_the_authors_rule():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        counts = rng.integers(0, rng.choice([2, 30, 1000]), size=rng.integers(1, 60))
+        counts[rng.integers(len(counts))] += 1
+        k = int(rng.integers(0, counts.sum() + 1))
+        quotas = paper_quotas(counts, k)
+        assert quotas.sum() == k and (quotas >= 0).all() and (quotas <= counts).all()
+        # the authors' rule: ceil shares, concatenated low to high, the last k kept
+        shares = np.minimum(np.ceil(k * counts / counts.sum() - 1e-12).astype(int), counts)
+        owner = np.repeat(np.arange(len(counts)), shares)
+        np.testing.assert_array_equal(np.bincount(owner[len(owner) - k :], minlength=len(counts)), quotas)
+
+
+def test_unknown_quota_is_a_config_error():
+    with pytest.raises(ConfigError, match="quota must be one of paper, proportional"):
+        build_acquisition("dre", quota="ceil")
 
 
 def test_draws_inside_a_bin_are_random_and_follow_the_seed():
@@ -95,7 +143,7 @@ def test_end_to_end_from_the_model_output(probability_context):
     probabilities = torch.from_numpy(rng.dirichlet(np.full(10, 0.3), size=600))
     context = probability_context(probabilities, batch_size=64)
     pool = np.arange(100, 600)
-    chosen = build_acquisition("dre", bins=20).select(context, pool, 37, np.random.default_rng(0))
+    chosen = build_acquisition("dre", bins=20, quota="proportional").select(context, pool, 37, np.random.default_rng(0))
     pool_entropies = entropy(probabilities[pool].float()).double().numpy()
     bin_of = histogram_bins(pool_entropies, 20)
     pool_counts = np.bincount(bin_of, minlength=20)

@@ -33,6 +33,7 @@ from robustal.acquisition.registry import (
     available_acquisitions,
     build_acquisition,
     check_acquisition_name,
+    identity_options,
     register_acquisition,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "available_acquisitions",
     "build_acquisition",
     "check_acquisition_name",
+    "identity_options",
     "register_acquisition",
     "top_k",
 ]

@@ -44,6 +44,9 @@ class AcquisitionFunction(ABC):
     """
 
     name: ClassVar[str]
+    # option defaults that a run's id names even when the run leaves them unset: options added
+    # after runs of this function existed, whose default changed what it computes
+    identity_defaults: ClassVar[dict[str, object]] = {}
 
     def select(self, context: PoolContext, pool_indices: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         """Exactly `k` unique indices (into the training set) drawn from `pool_indices`.

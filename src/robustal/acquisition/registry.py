@@ -38,3 +38,10 @@ def build_acquisition(name: str, **options: Any) -> AcquisitionFunction:
         return _ACQUISITIONS[name](**options)
     except TypeError as error:
         raise ConfigError(f"invalid options for acquisition {name!r}: {error}") from error
+
+
+def identity_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` of acquisition `name` as a run's id names them: with the function's
+    ``identity_defaults`` filled in where `options` leaves them unset."""
+    check_acquisition_name(name)
+    return {**_ACQUISITIONS[name].identity_defaults, **options}
