@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from robustal.acquisition import check_acquisition_name
+from robustal.acquisition import check_acquisition_name, identity_options
 from robustal.attacks import Attack
 from robustal.config import RunConfig, make_config, validation_message
 from robustal.data import ImageDataset, Split, load_dataset
@@ -174,7 +174,9 @@ class RetrainConfig(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """The settings that determine every budget's results (no budgets, paths of data or devices)."""
-        return {"kind": "retrain", **self.model_dump(exclude=set(NON_IDENTITY_FIELDS))}
+        values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
+        values["acquisition_options"] = identity_options(self.acquisition, self.acquisition_options)
+        return {"kind": "retrain", **values}
 
     def run_id(self) -> str:
         """A stable 16-hex-digit id of `identity()`: the same retraining always gets the same id."""

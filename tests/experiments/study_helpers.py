@@ -14,11 +14,12 @@ TINY_SETTINGS = dict(
 )  # fmt: skip
 
 
-def tiny_spec(grid: dict | None = None, **settings) -> dict:
+def tiny_spec(grid: dict | list[dict] | None = None, **settings) -> dict:
     """A study spec over TINY_SETTINGS (updated with `settings`, less what `grid` sweeps);
     default grid: random and entropy."""
     grid = grid or {"acquisition": ["random", "entropy"]}
-    shared = {key: value for key, value in {**TINY_SETTINGS, **settings}.items() if key not in grid}
+    swept = {key for g in (grid if isinstance(grid, list) else [grid]) for key in g}
+    shared = {key: value for key, value in {**TINY_SETTINGS, **settings}.items() if key not in swept}
     return {"name": "tiny", "settings": shared, "grid": grid}
 
 

@@ -59,7 +59,12 @@ def test_preset_fills_settings_and_explicit_settings_win():
         ({"grid": {"seed": 0}}, "grid.seed must be a non-empty list of values"),
         ({"grid": {"seed": []}}, "grid.seed must be a non-empty list of values"),
         ({"grid": {"seed": [0]}, "settings": {"seed": 1}}, "seed is both in `grid` and in `settings`"),
-        ({"grid": ["seed"]}, "`grid` in study spec must be a mapping"),
+        ({"grid": ["seed"]}, "grid[0] must be a mapping of setting names to value lists, not 'seed'"),
+        ({"grid": []}, "`grid` is empty"),
+        ({"grid": None}, "`grid` is empty"),
+        ({"grid": 3}, "`grid` in study spec must be a mapping"),
+        ({"grid": [{"seed": [0]}, {"seed": 1}]}, "grid[1].seed must be a non-empty list of values"),
+        ({"grid": {"acquisition": [{"dre": 1}]}}, "an acquisition function is a name or a mapping from a name to its options"),
         ([1, 2], "study spec must be a mapping with keys name, settings, grid, not list"),
     ],
 )
@@ -109,3 +114,18 @@ def test_quick_example_is_a_small_digits_grid():
     configs = load_study_spec(EXAMPLES / "quick.yaml").expand()
     assert len(configs) == 12 and {c.dataset for c in configs} == {"digits"}
     assert {c.training for c in configs} == {"standard", "pgd"} and all(c.budget <= 400 for c in configs)
+
+
+def test_a_list_of_grids_is_their_union_in_order_and_acquisition_items_carry_options():
+    spec = StudySpec.from_dict(tiny_spec([
+        {"training": ["standard"], "acquisition": ["random"], "seed": [0]},
+        {"training": ["pgd"], "seed": [0, 1], "acquisition": ["random", "dre", {"dre": {"quota": "proportional"}}]},
+    ]))  # fmt: skip
+    configs = spec.expand()
+    assert [(c.training, c.seed, c.acquisition, c.acquisition_options) for c in configs] == [
+        ("standard", 0, "random", {}),
+        ("pgd", 0, "random", {}), ("pgd", 0, "dre", {}), ("pgd", 0, "dre", {"quota": "proportional"}),
+        ("pgd", 1, "random", {}), ("pgd", 1, "dre", {}), ("pgd", 1, "dre", {"quota": "proportional"}),
+    ]  # fmt: skip
+    assert len({c.run_id() for c in configs}) == 7
+    assert StudySpec.from_dict(spec.to_dict()).expand() == configs  # what study.yaml stores reads back the same

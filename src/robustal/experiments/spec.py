@@ -22,7 +22,10 @@ A spec has three keys, and an optional fourth::
 
 Grid keys are `RunConfig` settings (usually dataset, model, acquisition, training and seed,
 but any setting can be swept); the runs are their Cartesian product, in the order the keys
-are written. Each run's id is `RunConfig.run_id()`, a hash of its fully resolved settings,
+are written. `grid` may also be a list of such mappings: the study is their union, in order
+(e.g. robust AL for every function and seed, standard AL for three functions and one seed).
+An acquisition function, in `grid` and in `retrain.acquisition`, is a name or a one-key mapping
+from the name to its options: ``[dre, {dre: {quota: proportional}}]`` compares both DRE quotas. Each run's id is `RunConfig.run_id()`, a hash of its fully resolved settings,
 so combinations that resolve to the same settings are one run, computed once.
 
 Each retraining job is one source run x one acquisition function x one seed, with all the
@@ -97,9 +100,9 @@ class RetrainSpec:
             if key in _JOB_SETTINGS:
                 raise ConfigError(f"`{key}` cannot be set in `retrain.settings`: {_JOB_SETTINGS[key]}")
             _check_setting_name(key, "retrain.settings", [f for f in RetrainConfig.model_fields if f not in _JOB_SETTINGS])
-        for name in self.acquisition:
+        for item in self.acquisition:
             try:
-                check_acquisition_name(name)
+                check_acquisition_name(acquisition_setting(item)["acquisition"])
             except ConfigError as error:
                 raise ConfigError(f"retrain.acquisition: {error}") from None
         for seed in self.seeds:
@@ -153,18 +156,17 @@ class RetrainSpec:
             raise ConfigError(f"retrain.from matches none of the study's {len(runs)} runs (in the grid, {values})")
         jobs: dict[str, RetrainJob] = {}
         for run in sources:
-            for name in self.acquisition:
+            for item in self.acquisition:
                 for seed in self.seeds:
                     try:
                         config = make_retrain_config(
-                            **self.settings,
+                            **{**self.settings, **acquisition_setting(item, self.settings.get("acquisition_options"))},
                             checkpoint=f"{RUNS_DIR}/{run.run_id()}",
-                            acquisition=name,
                             budgets=self.budgets,
                             seed=seed,
                         )
                     except RobustALError as error:
-                        raise ConfigError(f"retraining ({name}, seed {seed}): {error}") from None
+                        raise ConfigError(f"retraining ({item}, seed {seed}): {error}") from None
                     job = RetrainJob(run.run_id(), config)
                     jobs.setdefault(job.job_id, job)
         _check_acquisition_options(job.config for job in jobs.values())
@@ -172,6 +174,21 @@ class RetrainSpec:
 
     def _matches(self, run: RunConfig) -> bool:
         return all(_setting(run, key) in values for key, values in self.sources.items())
+
+
+def acquisition_setting(item: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `acquisition` and `acquisition_options` settings of a spec's acquisition item: a name
+    (with the shared `options`, if any) or a one-key mapping ``{name: {option: value}}``."""
+    if isinstance(item, str):
+        return {"acquisition": item, "acquisition_options": dict(options or {})}
+    if isinstance(item, dict) and len(item) == 1:
+        (name, own), = item.items()
+        if isinstance(name, str) and isinstance(own or {}, dict):
+            return {"acquisition": name, "acquisition_options": dict(own or {})}
+    raise ConfigError(
+        f"an acquisition function is a name or a mapping from a name to its options, "
+        f"e.g. `dre` or `{{dre: {{quota: proportional}}}}`, not {item!r}"
+    )
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -188,41 +205,59 @@ class StudySpec:
     """A study: shared `settings` (with an optional ``preset``), a `grid` of value lists, and
     optionally a `retrain` section (retraining jobs from the grid's runs)."""
 
-    grid: dict[str, list[Any]]
+    grid: dict[str, list[Any]] | list[dict[str, list[Any]]]
     settings: dict[str, Any] = field(default_factory=dict)
     name: str = "study"
     retrain: RetrainSpec | None = None
 
+    @property
+    def grids(self) -> list[dict[str, list[Any]]]:
+        """The grid as a list of mappings (one when `grid` is a single mapping)."""
+        return self.grid if isinstance(self.grid, list) else [self.grid]
+
     def __post_init__(self) -> None:
         fields = list(RunConfig.model_fields)
-        for key, values in self.grid.items():
-            _check_setting_name(key, "grid", fields)
-            if not isinstance(values, list) or not values:
-                raise ConfigError(
-                    f"grid.{key} must be a non-empty list of values, e.g. `{key}: [a, b]`, not {values!r}; "
-                    "put a single shared value under `settings` instead"
-                )
+        if not self.grid:
+            raise ConfigError("`grid` is empty: give the settings to combine, e.g. `grid: {acquisition: [random, dre]}`")
+        for number, grid in enumerate(self.grids):
+            where = "grid" if isinstance(self.grid, dict) else f"grid[{number}]"
+            if not isinstance(grid, dict):
+                raise ConfigError(f"{where} must be a mapping of setting names to value lists, not {grid!r}")
+            for key, values in grid.items():
+                _check_setting_name(key, where, fields)
+                if not isinstance(values, list) or not values:
+                    raise ConfigError(
+                        f"{where}.{key} must be a non-empty list of values, e.g. `{key}: [a, b]`, not {values!r}; "
+                        "put a single shared value under `settings` instead"
+                    )
+            for item in grid.get("acquisition", []):
+                acquisition_setting(item)
+            both = sorted(set(grid) & set(self.settings))
+            if both:
+                raise ConfigError(f"{', '.join(both)} is both in `{where}` and in `settings`: keep it in one of them")
         for key in self.settings:
             _check_setting_name(key, "settings", fields + [PRESET_KEY])
-        both = sorted(set(self.grid) & set(self.settings))
-        if both:
-            raise ConfigError(f"{', '.join(both)} is both in `grid` and in `settings`: keep it in one of them")
         if PRESET_KEY in self.settings and not isinstance(self.settings[PRESET_KEY], str):
             raise ConfigError(f"settings.preset must be a preset name, not {self.settings[PRESET_KEY]!r}")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "study spec") -> "StudySpec":
         """The spec of a parsed YAML mapping; `source` names it in error messages."""
-        _check_section(data, source, BASE_KEYS, SPEC_KEYS, mappings=("grid", "settings"))
+        _check_section(data, source, BASE_KEYS, SPEC_KEYS, mappings=("settings",))
         if "grid" not in data:
             raise ConfigError(f"{source} has no `grid`: list the values to combine, e.g. `grid: {{acquisition: [random]}}`")
         name = str(data.get("name") or "study")
         retrain = RetrainSpec.from_dict(data["retrain"], source) if data.get("retrain") is not None else None
-        return cls(grid=dict(data["grid"] or {}), settings=dict(data.get("settings") or {}), name=name, retrain=retrain)
+        grid = {} if data["grid"] is None else data["grid"]
+        grid = [g if not isinstance(g, dict) else dict(g) for g in grid] if isinstance(grid, list) else grid
+        if not isinstance(grid, (dict, list)):
+            raise ConfigError(f"`grid` in {source} must be a mapping of setting names to value lists (or a list of them)")
+        return cls(grid=grid, settings=dict(data.get("settings") or {}), name=name, retrain=retrain)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the mapping `from_dict` reads (what ``study.yaml`` stores)."""
-        spec = {"name": self.name, "settings": dict(self.settings), "grid": dict(self.grid)}
+        grid = [dict(g) for g in self.grid] if isinstance(self.grid, list) else dict(self.grid)
+        spec = {"name": self.name, "settings": dict(self.settings), "grid": grid}
         if self.retrain is not None:
             spec["retrain"] = self.retrain.to_dict()
         return spec
@@ -232,13 +267,18 @@ class StudySpec:
 
         Invalid values raise `ConfigError` naming the grid combination they came from.
         """
-        keys = list(self.grid)
         shared = {key: value for key, value in self.settings.items() if key != PRESET_KEY}
         configs: dict[str, RunConfig] = {}
-        for values in itertools.product(*(self.grid[key] for key in keys)):
-            combination = dict(zip(keys, values))
+        combinations = (
+            dict(zip(grid, values)) for grid in self.grids for values in itertools.product(*grid.values())
+        )
+        for combination in combinations:
             try:
-                config = make_config(**self._resolve({**shared, **combination}))
+                settings = {**shared, **combination}
+                if "acquisition" in combination:
+                    options = combination.get("acquisition_options", shared.get("acquisition_options"))
+                    settings.update(acquisition_setting(combination["acquisition"], options))
+                config = make_config(**self._resolve(settings))
             except RobustALError as error:
                 where = ", ".join(f"{key}={value}" for key, value in combination.items())
                 raise ConfigError(f"run ({where}): {error}") from None
