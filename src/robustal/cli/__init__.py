@@ -7,6 +7,7 @@ import sys
 import typer
 
 from robustal.cli.data import data_app
+from robustal.cli.evaluate import evaluate_command
 from robustal.cli.presets import presets_command
 from robustal.cli.report import report_command
 from robustal.cli.retrain import retrain_command
@@ -27,6 +28,7 @@ app.add_typer(study_app, name="study")
 app.add_typer(data_app, name="data")
 app.command("presets")(presets_command)
 app.command("report")(report_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:

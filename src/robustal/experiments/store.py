@@ -35,7 +35,7 @@ import pandas as pd
 import yaml
 
 from robustal.config import RunConfig
-from robustal.errors import ConfigError
+from robustal.errors import ConfigError, RobustALError
 from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, RunResult, atomic_write, versions
 from robustal.retraining import RESULTS_FILE, RetrainConfig
 
@@ -268,6 +268,10 @@ _VIEW_QUERIES = {
         "SELECT {groups}, count(*) AS runs, avg(labeled) AS labeled, "
         "avg(clean_accuracy) AS clean_accuracy_mean, stddev_samp(clean_accuracy) AS clean_accuracy_std, "
         "avg(robust_accuracy) AS robust_accuracy_mean, stddev_samp(robust_accuracy) AS robust_accuracy_std, "
+        "count(autoattack_robust_accuracy) AS autoattack_runs, "
+        "avg(autoattack_robust_accuracy) AS autoattack_robust_accuracy_mean, "
+        "stddev_samp(autoattack_robust_accuracy) AS autoattack_robust_accuracy_std, "
+        "avg(autoattack_pgd_robust_accuracy - autoattack_robust_accuracy) AS autoattack_gap_mean, "
         "avg(total_seconds) AS seconds_mean "
         "FROM (SELECT *, sum(train_seconds + select_seconds + eval_seconds) OVER (PARTITION BY run_id) AS total_seconds "
         "FROM rounds WHERE state = 'done' QUALIFY round = max(round) OVER (PARTITION BY run_id)) "
@@ -276,13 +280,58 @@ _VIEW_QUERIES = {
 }
 
 
+# columns of `robustal.experiments.evaluate.study_evaluations` shown as autoattack_<column>
+EVALUATION_JOIN_COLUMNS = ("attacks", "samples", "robust_accuracy", "pgd_robust_accuracy")
+
+
+EVALUATION_PREFIX = "autoattack-"  # robustal evaluate's files in a run directory: autoattack-<attacks>-n<points>.json
+
+
+def read_evaluations(run_dir: Path) -> pd.DataFrame:
+    """Every AutoAttack evaluation stored in `run_dir`, one row each (no rows when none)."""
+    rows = []
+    for path in sorted(run_dir.glob(f"{EVALUATION_PREFIX}*.json")):
+        try:
+            evaluation = read_json(path)
+        except Exception as error:
+            raise RobustALError(f"cannot read the evaluation {path}: {error}; delete it and evaluate again") from None
+        rows.append({**evaluation, "attacks": "+".join(evaluation["attacks"])})
+    return pd.DataFrame(rows)
+
+
+def study_evaluations(study_dir: str | os.PathLike) -> pd.DataFrame:
+    """The most complete AutoAttack evaluation of every evaluated run of the study (most points,
+    then most attacks): run id, attacks, samples, clean / AutoAttack / PGD robust accuracy."""
+    study_dir = Path(study_dir)
+    frames = [read_evaluations(run_directory(study_dir, run_id)) for run_id in read_manifest(study_dir)]
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return pd.DataFrame(columns=EVALUATION_COLUMNS)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["attack_count"] = frame["attacks"].str.count(r"\+") + 1
+    frame = frame.sort_values(["run_id", "samples", "attack_count"]).groupby("run_id").tail(1)
+    return frame[list(EVALUATION_COLUMNS)].reset_index(drop=True)
+
+
+EVALUATION_COLUMNS = (
+    "run_id", "labeled", "attacks", "samples", "clean_accuracy", "robust_accuracy", "pgd_robust_accuracy", "pgd_only_broken",
+)  # fmt: skip
+
+
+def _evaluations_table(study_dir: Path) -> pd.DataFrame:
+    frame = study_evaluations(study_dir)
+    return frame.astype({"labeled": "int64", "samples": "int64", "robust_accuracy": "float64", "pgd_robust_accuracy": "float64"})
+
+
 def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections: bool = False) -> pd.DataFrame:
     """The study's results as a DataFrame, read from every run's Parquet file with DuckDB.
 
     `view`: ``rounds`` (every round of every run, finished or not, with the run's settings
     and ``state``), ``final`` (the last round of each finished run) or ``summary`` (finished
     runs grouped by every setting except the seed: number of runs, mean and standard
-    deviation of the final accuracy and robustness). `selections` keeps the ``selected``
+    deviation of the final accuracy and robustness). Runs evaluated with `robustal evaluate`
+    have ``autoattack_*`` columns in their last round (AutoAttack and PGD robust accuracy on the
+    same points; the summary's ``autoattack_gap_mean`` is PGD minus AutoAttack). `selections` keeps the ``selected``
     column (indices labeled each round) in the ``rounds`` and ``final`` views.
     """
     import duckdb
@@ -297,13 +346,17 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
     connection = duckdb.connect()
     try:
         connection.register("settings", settings)
+        connection.register("evaluations", _evaluations_table(study_dir))
         source = "read_parquet('{}', union_by_name=true)".format(pattern.replace("'", "''"))
         round_columns = [column[0] for column in connection.execute(f"SELECT * FROM {source} LIMIT 0").description]
         extra = [column for column in settings.column_names if column not in round_columns]
         dropped = "" if selections and view != "summary" else " EXCLUDE (selected)"
+        # AutoAttack evaluations (robustal evaluate) belong to the round whose model they attacked: the last
+        evaluated = ", ".join(f"e.{c} AS autoattack_{c}" for c in EVALUATION_JOIN_COLUMNS)
         connection.execute(
-            f"CREATE VIEW rounds AS SELECT r.*{dropped}, {', '.join(f's.{c}' for c in extra)} "
-            f"FROM {source} r LEFT JOIN settings s USING (run_id)"
+            f"CREATE VIEW rounds AS SELECT r.*{dropped}, {', '.join(f's.{c}' for c in extra)}, {evaluated} "
+            f"FROM {source} r LEFT JOIN settings s USING (run_id) "
+            "LEFT JOIN evaluations e ON e.run_id = r.run_id AND e.labeled = r.labeled AND s.state = 'done'"
         )
         groups = ", ".join(c for c in [*RUN_COLUMNS[1:], *extra] if c not in ("seed", "state"))
         return connection.execute(_VIEW_QUERIES[view].format(groups=groups)).df()

@@ -1,0 +1,141 @@
+"""``robustal evaluate``: AutoAttack on the final model of a run, or of every finished run of a study.
+
+Each evaluation is stored in the run's directory as ``autoattack-<attacks>-n<samples>.json``
+(written atomically): evaluating again skips what is there, so an interrupted study evaluation
+resumes, and the run's own files are never touched. The points are the first `n` of the run's
+test split (default: the run's ``test_size``); the PGD numbers in the file come from the run's
+evaluation attack (PGD-``eval_steps`` with random start) on the same points, fp32.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from robustal.autoattack import STANDARD_ATTACKS, autoattack_accuracy, parse_attacks
+from robustal.errors import ConfigError, RobustALError
+from robustal.experiments.store import (
+    EVALUATION_PREFIX,
+    MANIFEST_FILE,
+    read_json,
+    read_manifest,
+    run_directory,
+    run_state,
+    write_json,
+)
+from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE
+
+def evaluation_file(run_dir: Path, attacks: tuple[str, ...], samples: int) -> Path:
+    """Where the evaluation of `attacks` on `samples` test points of the run at `run_dir` is stored."""
+    name = "standard" if attacks == STANDARD_ATTACKS else "+".join(attacks)
+    return run_dir / f"{EVALUATION_PREFIX}{name}-n{samples}.json"
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    attacks: str | tuple[str, ...] | None = None,
+    samples: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    device: str = "auto",
+) -> tuple[dict[str, Any], bool]:
+    """AutoAttack on the final model of the run at `run_dir`; returns (the stored evaluation,
+    whether it was computed now: False when it was already on disk)."""
+    import torch
+
+    from robustal.attacks import PGD
+    from robustal.data import load_dataset
+    from robustal.loop import load_checkpoint
+    from robustal.runtime import select_device
+    from robustal.seeding import derive_seed
+
+    run_dir = Path(run_dir)
+    attacks = parse_attacks(attacks)
+    if not (run_dir / CHECKPOINT_FILE).is_file():
+        raise ConfigError(f"no checkpoint in {run_dir}: evaluate needs a run directory written by `robustal run --out`")
+    config = _run_config(run_dir)
+    dataset = load_dataset(config.dataset, data_root or config.data_root, config.image_size)
+    available = len(dataset.test)
+    samples = samples or min(config.test_size or available, available)
+    if not 1 <= samples <= available:
+        raise ConfigError(f"--n must be between 1 and the {available} test images of {config.dataset}, got {samples}")
+    target = evaluation_file(run_dir, attacks, samples)
+    if target.exists():
+        return read_json(target), False
+    torch_device = select_device(device)
+    model, config, state = load_checkpoint(run_dir, device=str(torch_device))
+    split = dataset.test.subset(slice(0, samples))
+    pgd = PGD(config.eps, config.step_size, config.eval_steps, True)
+    seed = derive_seed(config.seed, "autoattack") % 2**31
+    result = autoattack_accuracy(model, split, config.eps, torch_device, attacks, seed, pgd)
+    payload = {
+        "run_id": state["run_id"],
+        "labeled": int(len(state["labeled_indices"])),
+        "eps": config.eps,
+        "norm": "Linf",
+        "pgd_steps": config.eval_steps,
+        "version": "standard" if attacks == STANDARD_ATTACKS else "custom",
+        **asdict(result),
+        "attacks": list(result.attacks),
+        "versions": _versions(),
+    }
+    write_json(target, payload)
+    return payload, True
+
+
+def _run_config(run_dir: Path):
+    from robustal.config import RunConfig
+
+    try:
+        return RunConfig(**read_json(run_dir / CONFIG_FILE)["config"])
+    except Exception as error:  # missing, damaged, or settings this version rejects
+        raise RobustALError(f"cannot read the run settings {run_dir / CONFIG_FILE}: {error}") from None
+
+
+def _versions() -> dict[str, str]:
+    import pyautoattack
+
+    from robustal.loop import versions
+
+    return {**versions(), "pyautoattack": pyautoattack.__version__}
+
+
+def evaluate_study(
+    study_dir: str | os.PathLike,
+    attacks: str | tuple[str, ...] | None = None,
+    samples: int | None = None,
+    data_root: str | os.PathLike | None = None,
+    device: str = "auto",
+    on_run: Callable[[str, dict[str, Any] | None, bool, str | None], None] | None = None,
+) -> dict[str, str]:
+    """Evaluate every finished run of the study at `study_dir` (see `evaluate_run`); runs not
+    finished yet are left for a later call. Returns each run's outcome: ``computed``,
+    ``skipped`` (already evaluated), ``not finished`` or ``failed: <reason>``. `on_run(run_id,
+    evaluation, computed, error)` is called after each run."""
+    study_dir = Path(study_dir)
+    if not (study_dir / MANIFEST_FILE).exists():
+        raise ConfigError(f"{study_dir} is not a study directory (no {MANIFEST_FILE}): pass the --out of `robustal study run`")
+    outcomes: dict[str, str] = {}
+    for run_id in read_manifest(study_dir):
+        run_dir = run_directory(study_dir, run_id)
+        if run_state(run_dir) != "done":
+            outcomes[run_id] = "not finished"
+            continue
+        try:
+            evaluation, computed = evaluate_run(run_dir, attacks, samples, data_root, device)
+        except RobustALError as error:
+            outcomes[run_id] = f"failed: {error}"
+            if on_run is not None:
+                on_run(run_id, None, False, str(error))
+            continue
+        outcomes[run_id] = "computed" if computed else "skipped"
+        if on_run is not None:
+            on_run(run_id, evaluation, computed, None)
+    return outcomes
+
+
+def is_run_directory(path: Path) -> bool:
+    """Whether `path` holds one run (``config.json`` + ``checkpoint.pt``) rather than a study."""
+    return (path / CONFIG_FILE).is_file() and not (path / MANIFEST_FILE).exists()

@@ -1,0 +1,87 @@
+"""`robustal evaluate`: AutoAttack through the official code on a run and a study, stored and resumable."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from run_helpers import tiny_settings
+from robustal.autoattack import STANDARD_ATTACKS, autoattack_accuracy, parse_attacks
+from robustal.config import make_config
+from robustal.errors import ConfigError
+from robustal.evaluation import evaluate
+from robustal.experiments.evaluate import evaluate_run, evaluate_study, evaluation_file
+from robustal.experiments.runner import run_study
+from robustal.experiments.spec import StudySpec
+from robustal.experiments.store import study_results
+from robustal.loop import load_checkpoint, run_active_learning
+
+from study_helpers import tiny_spec
+
+pyautoattack = pytest.importorskip("pyautoattack")
+ATTACKS = ("apgd-ce", "apgd-t")
+
+
+@pytest.fixture(scope="module")
+def robust_run(tmp_path_factory, digits):
+    out = tmp_path_factory.mktemp("run")
+    run_active_learning(make_config(**tiny_settings(epochs=3, eps=0.1)), out, dataset=digits)
+    return out
+
+
+def test_attack_names_are_checked_and_kept_in_the_standard_order():
+    assert parse_attacks("standard") == STANDARD_ATTACKS == parse_attacks(None)
+    assert parse_attacks("apgd-t, apgd-ce") == ("apgd-ce", "apgd-t")
+    with pytest.raises(ConfigError, match="unknown AutoAttack attack 'pgd'"):
+        parse_attacks("apgd-ce,pgd")
+
+
+def test_one_attack_at_a_time_equals_autoattacks_own_run(robust_run, digits):
+    model, config, _ = load_checkpoint(robust_run)
+    split = digits.test.subset(slice(0, 60))
+    ours = autoattack_accuracy(model, split, config.eps, torch.device("cpu"), ATTACKS, seed=7)
+    # the official code in one call, the standard version's parameters, the same seed
+    adversary = pyautoattack.AutoAttack(model.eval(), norm="Linf", eps=config.eps, version="standard", seed=7)
+    adversary.attacks_to_run = list(ATTACKS)
+    x = split.images.float() / 255
+    x_adv, _ = adversary.run_standard_evaluation(x, split.labels, batch_size=500)
+    with torch.no_grad():
+        theirs = ((model(x).argmax(1) == split.labels) & (model(x_adv).argmax(1) == split.labels)).float().mean().item()
+    assert ours.robust_accuracy == pytest.approx(theirs)
+    assert ours.clean_accuracy == pytest.approx(evaluate(model, split, torch.device("cpu")).clean_accuracy)
+    after = list(ours.accuracy_after.values())
+    assert list(ours.accuracy_after) == list(ATTACKS)
+    assert ours.clean_accuracy >= after[0] >= after[1] == ours.robust_accuracy
+    assert 0 < ours.robust_accuracy < ours.clean_accuracy  # a robust model, and the attacks do something
+    assert (x_adv - x).abs().max().item() <= config.eps + 1e-6
+
+
+def test_evaluate_run_stores_the_result_and_skips_it_next_time(robust_run):
+    first, computed = evaluate_run(robust_run, "apgd-ce,apgd-t", samples=40)
+    path = evaluation_file(robust_run, ATTACKS, 40)
+    assert computed and json.loads(path.read_text()) == first
+    assert first["samples"] == 40 and first["attacks"] == list(ATTACKS) and first["labeled"] == 90
+    assert first["robust_accuracy"] <= first["clean_accuracy"]
+    # APGD-CE + APGD-T are stronger than the run's short PGD: PGD's robust accuracy is not lower
+    assert first["pgd_robust_accuracy"] >= first["robust_accuracy"]
+    again, computed = evaluate_run(robust_run, "apgd-ce,apgd-t", samples=40)
+    assert not computed and again == first
+    with pytest.raises(ConfigError, match="--n must be between 1 and the"):
+        evaluate_run(robust_run, "apgd-ce", samples=10**6)
+
+
+def test_evaluate_study_evaluates_finished_runs_and_study_results_show_them(tmp_path):
+    spec = StudySpec.from_dict(tiny_spec({"acquisition": ["random", "entropy"]}, budget=60, epochs=1))
+    run_study(spec, tmp_path, workers=1, threads=1)
+    outcomes = evaluate_study(tmp_path, "apgd-ce", samples=30)
+    assert sorted(outcomes.values()) == ["computed", "computed"]
+    assert sorted(evaluate_study(tmp_path, "apgd-ce", samples=30).values()) == ["skipped", "skipped"]
+    final = study_results(tmp_path, "final")
+    assert final["autoattack_attacks"].tolist() == ["apgd-ce", "apgd-ce"]
+    assert (final["autoattack_samples"] == 30).all()
+    assert (final["autoattack_robust_accuracy"] <= final["autoattack_pgd_robust_accuracy"] + 0.1).all()
+    rounds = study_results(tmp_path, "rounds")
+    assert rounds["autoattack_robust_accuracy"].notna().sum() == 2  # only the final round's model was attacked
+    summary = study_results(tmp_path, "summary")
+    assert (summary["autoattack_runs"] == 1).all()
