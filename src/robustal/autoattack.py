@@ -53,6 +53,11 @@ def parse_attacks(attacks: str | list[str] | tuple[str, ...] | None) -> tuple[st
     return tuple(name for name in ATTACKS if name in names)
 
 
+def _rate(flags: torch.Tensor) -> float:
+    """The share of true `flags`, as an exact fraction of counts (like `robustal.evaluation`)."""
+    return int(flags.sum()) / max(len(flags), 1)
+
+
 def _pyautoattack():
     try:
         import pyautoattack
@@ -101,20 +106,20 @@ def autoattack_accuracy(
                 adversary.attacks_to_run = [attack]
                 x_adv, _ = adversary.run_standard_evaluation(images[standing], labels[standing], batch_size=batch_size)
                 robust[standing] = correct(x_adv, labels[standing])
-            accuracy_after[attack] = robust.float().mean().item()
+            accuracy_after[attack] = _rate(robust)
         pgd_accuracy, pgd_only = None, 0
         if pgd is not None:
             generator = torch.Generator(device=device).manual_seed(seed)
             parts = batch_slices(len(labels), batch_size)
             x_pgd = torch.cat([pgd(model, images[part], labels[part], generator) for part in parts])
             pgd_robust = clean & correct(x_pgd, labels)
-            pgd_accuracy = pgd_robust.float().mean().item()
+            pgd_accuracy = _rate(pgd_robust)
             pgd_only = int((robust & ~pgd_robust).sum())
     return AutoAttackResult(
         samples=len(labels),
         attacks=tuple(attacks),
-        clean_accuracy=clean.float().mean().item(),
-        robust_accuracy=robust.float().mean().item(),
+        clean_accuracy=_rate(clean),
+        robust_accuracy=_rate(robust),
         accuracy_after=accuracy_after,
         pgd_robust_accuracy=pgd_accuracy,
         pgd_only_broken=pgd_only,

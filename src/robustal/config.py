@@ -17,7 +17,7 @@ from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRAINING_REGIMES
 
 # Settings that say where or how fast a run happens, not what it computes: not part of its id
 # (CUDA graphs replay the very kernels an eager run launches).
-NON_IDENTITY_FIELDS = ("data_root", "device", "cuda_graphs")
+NON_IDENTITY_FIELDS = ("data_root", "device", "cuda_graphs", "keep_round_checkpoints")
 # Settings added after the first runs (speed settings that change results only through
 # floating-point arithmetic, and augmentation): part of a run's id when they change what it
 # computes, left out otherwise, so ids of runs from before they existed stay the same.
@@ -72,6 +72,9 @@ class RunConfig(BaseModel):
     )
     compile: bool = Field(False, description="torch.compile the model")
     cuda_graphs: bool = Field(False, description="PGD attacks replay captured CUDA graphs on GPUs (no effect on CPU)")
+    keep_round_checkpoints: bool = Field(
+        False, description="keep every round's checkpoint (checkpoint-round-NN.pt), to re-evaluate learning curves"
+    )
     device: str = "auto"
     data_root: str | None = None
 

@@ -371,7 +371,15 @@ def _save_round(out: Path, config: RunConfig, learner: ActiveLearner, records: l
     frame = records_frame(config, records)
     atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
     state = {**learner.state(), "run_id": config.run_id(), "records": [asdict(r) for r in records]}
+    if config.keep_round_checkpoints:  # this round's model stays available (robustal evaluate --round)
+        kept = out / round_checkpoint_name(len(records) - 1)
+        atomic_write(kept, lambda p: torch.save(state, p))
     atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
+
+
+def round_checkpoint_name(round_number: int) -> str:
+    """The file name of round `round_number`'s checkpoint, kept with ``keep_round_checkpoints``."""
+    return f"checkpoint-round-{round_number:02d}.pt"
 
 
 def read_checkpoint(checkpoint: Path, device: str | torch.device = "cpu") -> dict:

@@ -85,3 +85,24 @@ def test_evaluate_study_evaluates_finished_runs_and_study_results_show_them(tmp_
     assert rounds["autoattack_robust_accuracy"].notna().sum() == 2  # only the final round's model was attacked
     summary = study_results(tmp_path, "summary")
     assert (summary["autoattack_runs"] == 1).all()
+
+
+def test_kept_round_checkpoints_let_learning_curves_be_reevaluated(tmp_path, digits):
+    from robustal.experiments.evaluate import kept_rounds, models_to_evaluate
+
+    config = make_config(**tiny_settings(budget=60, epochs=1, keep_round_checkpoints=True))
+    assert config.run_id() == make_config(**tiny_settings(budget=60, epochs=1)).run_id()  # not part of the id
+    result = run_active_learning(config, tmp_path, dataset=digits)
+    assert kept_rounds(tmp_path) == [0, 1]
+    assert models_to_evaluate(tmp_path, all_rounds=True) == [0, 1]  # round 1 is the final model: once
+    first, _ = evaluate_run(tmp_path, "apgd-ce", samples=30, round_number=0)
+    final, _ = evaluate_run(tmp_path, "apgd-ce", samples=30)
+    assert (first["round"], first["labeled"], final["round"], final["labeled"]) == (0, 30, 1, 60)
+    # round 0's kept model is round 0's model: its clean accuracy on the first 30 test points
+    model, _, _ = load_checkpoint(tmp_path / "checkpoint-round-00.pt")
+    assert first["clean_accuracy"] == evaluate(model, digits.test.subset(slice(0, 30)), torch.device("cpu")).clean_accuracy
+    final_model, _, _ = load_checkpoint(tmp_path)
+    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), final_model.state_dict().values()))
+    with pytest.raises(ConfigError, match=r"no checkpoint of round 5 \(kept rounds: 0, 1\)"):
+        evaluate_run(tmp_path, "apgd-ce", samples=30, round_number=5)
+    assert len(result.records) == 2

@@ -32,6 +32,10 @@ def evaluate_command(
     data_root: Annotated[Optional[Path], typer.Option(help="folder with datasets; default: the run's")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="torch threads; default: torch's")] = None,
+    round: Annotated[
+        Optional[int], typer.Option("--round", help="a run's kept round checkpoint (run --keep-round-checkpoints)")
+    ] = None,
+    all_rounds: Annotated[bool, typer.Option("--all-rounds", help="every kept round checkpoint too")] = False,
 ) -> None:
     """AutoAttack robust accuracy of the final model of a run, or of every finished run of a study.
 
@@ -40,19 +44,20 @@ def evaluate_command(
     """
     import torch
 
-    from robustal.experiments.evaluate import evaluate_run, evaluate_study, is_run_directory
+    from robustal.experiments.evaluate import evaluate_run, evaluate_study, is_run_directory, models_to_evaluate
 
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     if is_run_directory(path):
-        evaluation, computed = evaluate_run(path, attacks, n, data_root, device)
-        console.print(_line(str(path), evaluation, computed))
+        for number in [round] if round is not None else models_to_evaluate(path, all_rounds):
+            evaluation, computed = evaluate_run(path, attacks, n, data_root, device, number)
+            console.print(_line(f"{path} round {evaluation['round']}", evaluation, computed))
         return
 
     def on_run(run_id: str, evaluation: dict | None, computed: bool, error: str | None) -> None:
         console.print(f"{run_id}  [red]failed: {error}[/red]" if error else _line(run_id, evaluation, computed))
 
-    outcomes = evaluate_study(path, attacks, n, data_root, device, on_run=on_run)
+    outcomes = evaluate_study(path, attacks, n, data_root, device, on_run=on_run, all_rounds=all_rounds)
     waiting = sum(1 for outcome in outcomes.values() if outcome == "not finished")
     failed = sum(1 for outcome in outcomes.values() if outcome.startswith("failed"))
     console.print(

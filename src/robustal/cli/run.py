@@ -13,6 +13,7 @@ from rich.table import Table
 
 from robustal.acquisition import available_acquisitions
 from robustal.config import RunConfig, make_config
+from robustal.errors import ConfigError
 from robustal.loop import RoundRecord, run_active_learning
 from robustal.presets import apply_preset
 from robustal.report import plot_learning_curves
@@ -49,6 +50,19 @@ def run_with_progress(config: RunConfig, out: Path | None, label: str = "", verb
         return run_active_learning(config, out, on_round=on_round)
 
 
+def parse_options(items: list[str]) -> dict:
+    """``KEY=VALUE`` texts as a mapping; values read as YAML scalars (``bins=20`` is the number 20)."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--acquisition-option {item!r}: write KEY=VALUE, e.g. quota=proportional")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
 def run_command(
     out: Annotated[Path, typer.Option(help="run directory: config.json, rounds.parquet, checkpoint.pt")] = Path("runs/run"),
     preset: Annotated[
@@ -57,7 +71,14 @@ def run_command(
     dataset: Annotated[Optional[str], typer.Option(help="dataset name (see `robustal data list`)")] = None,
     model: Annotated[Optional[str], typer.Option(help="architecture; default: the dataset's")] = None,
     acquisition: Annotated[Optional[str], typer.Option(help="acquisition function")] = None,
+    acquisition_option: Annotated[
+        Optional[list[str]],
+        typer.Option("--acquisition-option", help="an option of the function as KEY=VALUE, e.g. quota=proportional (repeatable)"),
+    ] = None,
     training: Annotated[Optional[str], typer.Option(help="standard or pgd (adversarial training)")] = None,
+    warm_up: Annotated[
+        Optional[str], typer.Option(help="round 0: 'same' training as the others, or 'standard' (the paper's warm-up)")
+    ] = None,
     initial: Annotated[Optional[int], typer.Option(help="random initial labeled set")] = None,
     per_round: Annotated[Optional[int], typer.Option(help="samples labeled per round")] = None,
     budget: Annotated[Optional[int], typer.Option(help="labeled samples at the end")] = None,
@@ -83,12 +104,17 @@ def run_command(
     fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm, fuse CPU kernels")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="attacks replay CUDA graphs (GPU only)")] = False,
+    keep_round_checkpoints: Annotated[
+        bool, typer.Option("--keep-round-checkpoints", help="keep every round's model (robustal evaluate --round)")
+    ] = False,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="folder with datasets; default $ROBUSTAL_DATA")] = None,
 ) -> None:
     """One active-learning run; resumes from OUT if it was interrupted."""
     settings = {name: value for name, value in locals().items() if value is not None and name not in ("out", "preset")}
-    for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs"):
+    if acquisition_option:
+        settings["acquisition_options"] = parse_options(settings.pop("acquisition_option"))
+    for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "keep_round_checkpoints"):
         if not settings[flag]:
             settings.pop(flag)
     if data_root is not None:

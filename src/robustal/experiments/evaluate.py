@@ -22,16 +22,36 @@ from robustal.experiments.store import (
     MANIFEST_FILE,
     read_json,
     read_manifest,
+    rounds_completed,
     run_directory,
     run_state,
     write_json,
 )
-from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE
+from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, round_checkpoint_name
 
-def evaluation_file(run_dir: Path, attacks: tuple[str, ...], samples: int) -> Path:
-    """Where the evaluation of `attacks` on `samples` test points of the run at `run_dir` is stored."""
+def evaluation_file(run_dir: Path, attacks: tuple[str, ...], samples: int, round_number: int | None = None) -> Path:
+    """Where the evaluation of `attacks` on `samples` test points of the run at `run_dir` (its
+    final model, or the kept checkpoint of round `round_number`) is stored."""
     name = "standard" if attacks == STANDARD_ATTACKS else "+".join(attacks)
-    return run_dir / f"{EVALUATION_PREFIX}{name}-n{samples}.json"
+    which = "" if round_number is None else f"-round{round_number:02d}"
+    return run_dir / f"{EVALUATION_PREFIX}{name}-n{samples}{which}.json"
+
+
+def kept_rounds(run_dir: Path) -> list[int]:
+    """The rounds whose checkpoints the run kept (``keep_round_checkpoints``), ascending."""
+    prefix, suffix = round_checkpoint_name(0).split("00")
+    numbers = (path.name.removeprefix(prefix).removesuffix(suffix) for path in run_dir.glob(f"{prefix}*{suffix}"))
+    return sorted(int(number) for number in numbers if number.isdigit())
+
+
+def models_to_evaluate(run_dir: Path, all_rounds: bool) -> list[int | None]:
+    """The checkpoints `evaluate_study` attacks in a run: its final model (None) and, with
+    `all_rounds`, every kept round's (the last kept round is the final model: attacked once)."""
+    if not all_rounds:
+        return [None]
+    kept = kept_rounds(run_dir)
+    final_round = rounds_completed(run_dir) - 1
+    return kept if final_round in kept else [*kept, None]
 
 
 def evaluate_run(
@@ -40,9 +60,11 @@ def evaluate_run(
     samples: int | None = None,
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
+    round_number: int | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """AutoAttack on the final model of the run at `run_dir`; returns (the stored evaluation,
-    whether it was computed now: False when it was already on disk)."""
+    """AutoAttack on the final model of the run at `run_dir` (or on round `round_number`'s kept
+    checkpoint); returns (the stored evaluation, whether it was computed now: False when it was
+    already on disk)."""
     import torch
 
     from robustal.attacks import PGD
@@ -53,25 +75,29 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     attacks = parse_attacks(attacks)
-    if not (run_dir / CHECKPOINT_FILE).is_file():
-        raise ConfigError(f"no checkpoint in {run_dir}: evaluate needs a run directory written by `robustal run --out`")
+    checkpoint = run_dir / (CHECKPOINT_FILE if round_number is None else round_checkpoint_name(round_number))
+    if not checkpoint.is_file():
+        kept = ", ".join(map(str, kept_rounds(run_dir))) or "none (run with --keep-round-checkpoints to keep them)"
+        what = "checkpoint" if round_number is None else f"checkpoint of round {round_number} (kept rounds: {kept})"
+        raise ConfigError(f"no {what} in {run_dir}: evaluate needs a run directory written by `robustal run --out`")
     config = _run_config(run_dir)
     dataset = load_dataset(config.dataset, data_root or config.data_root, config.image_size)
     available = len(dataset.test)
     samples = samples or min(config.test_size or available, available)
     if not 1 <= samples <= available:
         raise ConfigError(f"--n must be between 1 and the {available} test images of {config.dataset}, got {samples}")
-    target = evaluation_file(run_dir, attacks, samples)
+    target = evaluation_file(run_dir, attacks, samples, round_number)
     if target.exists():
         return read_json(target), False
     torch_device = select_device(device)
-    model, config, state = load_checkpoint(run_dir, device=str(torch_device))
+    model, config, state = load_checkpoint(checkpoint, device=str(torch_device))
     split = dataset.test.subset(slice(0, samples))
     pgd = PGD(config.eps, config.step_size, config.eval_steps, True)
     seed = derive_seed(config.seed, "autoattack") % 2**31
     result = autoattack_accuracy(model, split, config.eps, torch_device, attacks, seed, pgd)
     payload = {
         "run_id": state["run_id"],
+        "round": len(state["records"]) - 1,
         "labeled": int(len(state["labeled_indices"])),
         "eps": config.eps,
         "norm": "Linf",
@@ -109,11 +135,13 @@ def evaluate_study(
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
     on_run: Callable[[str, dict[str, Any] | None, bool, str | None], None] | None = None,
+    all_rounds: bool = False,
 ) -> dict[str, str]:
-    """Evaluate every finished run of the study at `study_dir` (see `evaluate_run`); runs not
-    finished yet are left for a later call. Returns each run's outcome: ``computed``,
-    ``skipped`` (already evaluated), ``not finished`` or ``failed: <reason>``. `on_run(run_id,
-    evaluation, computed, error)` is called after each run."""
+    """Evaluate every finished run of the study at `study_dir` (see `evaluate_run`; with
+    `all_rounds`, every kept round checkpoint too); runs not finished yet are left for a later
+    call. Returns each run's outcome: ``computed``, ``skipped`` (already evaluated), ``not
+    finished`` or ``failed: <reason>``. `on_run(run_id, evaluation, computed, error)` is called
+    after each evaluation."""
     study_dir = Path(study_dir)
     if not (study_dir / MANIFEST_FILE).exists():
         raise ConfigError(f"{study_dir} is not a study directory (no {MANIFEST_FILE}): pass the --out of `robustal study run`")
@@ -123,16 +151,19 @@ def evaluate_study(
         if run_state(run_dir) != "done":
             outcomes[run_id] = "not finished"
             continue
-        try:
-            evaluation, computed = evaluate_run(run_dir, attacks, samples, data_root, device)
-        except RobustALError as error:
-            outcomes[run_id] = f"failed: {error}"
+        outcomes[run_id] = "skipped"
+        for round_number in models_to_evaluate(run_dir, all_rounds):
+            try:
+                evaluation, computed = evaluate_run(run_dir, attacks, samples, data_root, device, round_number)
+            except RobustALError as error:
+                outcomes[run_id] = f"failed: {error}"
+                if on_run is not None:
+                    on_run(run_id, None, False, str(error))
+                break
+            if computed:
+                outcomes[run_id] = "computed"
             if on_run is not None:
-                on_run(run_id, None, False, str(error))
-            continue
-        outcomes[run_id] = "computed" if computed else "skipped"
-        if on_run is not None:
-            on_run(run_id, evaluation, computed, None)
+                on_run(run_id, evaluation, computed, None)
     return outcomes
 
 

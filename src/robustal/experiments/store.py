@@ -300,8 +300,9 @@ def read_evaluations(run_dir: Path) -> pd.DataFrame:
 
 
 def study_evaluations(study_dir: str | os.PathLike) -> pd.DataFrame:
-    """The most complete AutoAttack evaluation of every evaluated run of the study (most points,
-    then most attacks): run id, attacks, samples, clean / AutoAttack / PGD robust accuracy."""
+    """The most complete AutoAttack evaluation of every evaluated model of the study (each run's
+    final model, and kept round checkpoints; most points, then most attacks): run id, labeled,
+    attacks, samples, clean / AutoAttack / PGD robust accuracy."""
     study_dir = Path(study_dir)
     frames = [read_evaluations(run_directory(study_dir, run_id)) for run_id in read_manifest(study_dir)]
     frames = [frame for frame in frames if len(frame)]
@@ -309,7 +310,7 @@ def study_evaluations(study_dir: str | os.PathLike) -> pd.DataFrame:
         return pd.DataFrame(columns=EVALUATION_COLUMNS)
     frame = pd.concat(frames, ignore_index=True)
     frame["attack_count"] = frame["attacks"].str.count(r"\+") + 1
-    frame = frame.sort_values(["run_id", "samples", "attack_count"]).groupby("run_id").tail(1)
+    frame = frame.sort_values(["run_id", "labeled", "samples", "attack_count"]).groupby(["run_id", "labeled"]).tail(1)
     return frame[list(EVALUATION_COLUMNS)].reset_index(drop=True)
 
 
@@ -351,12 +352,12 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
         round_columns = [column[0] for column in connection.execute(f"SELECT * FROM {source} LIMIT 0").description]
         extra = [column for column in settings.column_names if column not in round_columns]
         dropped = "" if selections and view != "summary" else " EXCLUDE (selected)"
-        # AutoAttack evaluations (robustal evaluate) belong to the round whose model they attacked: the last
+        # AutoAttack evaluations (robustal evaluate) belong to the round whose model they attacked
         evaluated = ", ".join(f"e.{c} AS autoattack_{c}" for c in EVALUATION_JOIN_COLUMNS)
         connection.execute(
             f"CREATE VIEW rounds AS SELECT r.*{dropped}, {', '.join(f's.{c}' for c in extra)}, {evaluated} "
             f"FROM {source} r LEFT JOIN settings s USING (run_id) "
-            "LEFT JOIN evaluations e ON e.run_id = r.run_id AND e.labeled = r.labeled AND s.state = 'done'"
+            "LEFT JOIN evaluations e ON e.run_id = r.run_id AND e.labeled = r.labeled"
         )
         groups = ", ".join(c for c in [*RUN_COLUMNS[1:], *extra] if c not in ("seed", "state"))
         return connection.execute(_VIEW_QUERIES[view].format(groups=groups)).df()
