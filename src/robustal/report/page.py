@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from robustal import __version__
+from robustal.report.autoattack import autoattack_section
 from robustal.report.curves import plot_learning_curve_panels
 from robustal.report.figures import function_colors, plot_class_balance, plot_entropy_distributions
 from robustal.report.markup import figure, figure_file, heading, paragraph, section
@@ -56,11 +57,12 @@ td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: 
 td.best { font-weight: 700; background: #e3f4e6; } td.best::after { content: " \\25B2"; color: #1a7f37; }
 td.diff { color: #555; } figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; } pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; }
-p.empty { color: #777; font-style: italic; }
+p.empty { color: #777; font-style: italic; } td.broken { color: #b00020; font-weight: 700; }
 """
 SECTIONS = (
     ("curves", "Learning curves"),
     ("tables", "Accuracy and robustness per acquisition function"),
+    ("autoattack", "Robustness under AutoAttack"),
     ("selections", "What each function selects"),
     ("retraining", "Retraining (test selection)"),
     ("settings", "Settings and versions"),
@@ -91,6 +93,7 @@ def render_report(results: StudyResults, out_dir: str | os.PathLike, retraining:
     bodies = {
         "curves": context.curves_section(),
         "tables": context.tables_section(),
+        "autoattack": autoattack_section(results),
         "selections": context.selections_section(),
         "retraining": retraining_section(retraining, out),
         "settings": settings_section(results),
