@@ -106,3 +106,36 @@ def test_kept_round_checkpoints_let_learning_curves_be_reevaluated(tmp_path, dig
     with pytest.raises(ConfigError, match=r"no checkpoint of round 5 \(kept rounds: 0, 1\)"):
         evaluate_run(tmp_path, "apgd-ce", samples=30, round_number=5)
     assert len(result.records) == 2
+
+
+def test_a_study_with_an_evaluate_section_attacks_every_final_model_as_part_of_the_run(tmp_path):
+    from robustal.experiments.evaluate import needs_evaluation
+    from robustal.experiments.store import run_directory
+
+    data = tiny_spec({"acquisition": ["random", "entropy"]}, budget=60, epochs=1)
+    plain = run_study(StudySpec.from_dict(data), tmp_path, workers=1, threads=1)
+    assert set(plain.states.values()) == {"done"}
+    spec = StudySpec.from_dict({**data, "evaluate": {"attacks": "apgd-ce", "n": 30}})
+    run_ids = [config.run_id() for config in spec.expand()]
+    assert all(needs_evaluation(run_directory(tmp_path, r), spec.evaluate) for r in run_ids)
+    # the same study with the section: finished runs are evaluated (resumed, not recomputed)
+    rounds_before = study_results(tmp_path, "rounds")
+    report = run_study(spec, tmp_path, workers=1, threads=1)
+    assert set(report.states.values()) == {"done"}
+    assert not any(needs_evaluation(run_directory(tmp_path, r), spec.evaluate) for r in run_ids)
+    final = study_results(tmp_path, "final")
+    assert final["autoattack_robust_accuracy"].notna().all() and (final["autoattack_samples"] == 30).all()
+    rounds_after = study_results(tmp_path, "rounds")
+    assert rounds_after["robust_accuracy"].tolist() == rounds_before["robust_accuracy"].tolist()
+    again = run_study(spec, tmp_path, workers=1, threads=1)
+    assert set(again.states.values()) == {"skipped"}
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [({"attacks": "pgd"}, "evaluate.attacks: unknown AutoAttack attack 'pgd'"), ({"n": 0}, "evaluate.n must be"),
+     ({"budget": 3}, "unknown key 'budget' in `evaluate`")],
+)  # fmt: skip
+def test_a_bad_evaluate_section_is_refused_before_anything_runs(section, message):
+    with pytest.raises(ConfigError, match=message):
+        StudySpec.from_dict({**tiny_spec(), "evaluate": section})

@@ -44,6 +44,19 @@ def kept_rounds(run_dir: Path) -> list[int]:
     return sorted(int(number) for number in numbers if number.isdigit())
 
 
+def needs_evaluation(run_dir: Path, section: dict | None) -> bool:
+    """Whether a study's `evaluate` section (attacks, n) asks for an evaluation of the run's final
+    model that `run_dir` does not hold yet."""
+    if section is None:
+        return False
+    attacks = parse_attacks(section.get("attacks"))
+    n = section.get("n")
+    if n is not None:
+        return not evaluation_file(run_dir, attacks, n).exists()
+    pattern = evaluation_file(run_dir, attacks, 0).name.replace("-n0.json", "-n*.json")
+    return not any(path.name.count("-round") == 0 for path in run_dir.glob(pattern))
+
+
 def models_to_evaluate(run_dir: Path, all_rounds: bool) -> list[int | None]:
     """The checkpoints `evaluate_study` attacks in a run: its final model (None) and, with
     `all_rounds`, every kept round's (the last kept round is the final model: attacked once)."""

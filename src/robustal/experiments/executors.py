@@ -30,6 +30,7 @@ from robustal.experiments.store import (
     retraining_summary,
     run_summary,
 )
+from robustal.experiments.evaluate import evaluate_run, needs_evaluation
 from robustal.loop import run_active_learning
 from robustal.retraining import RetrainConfig, run_retraining
 
@@ -48,6 +49,7 @@ class RunTask:
     run_dir: str
     threads: int = 1
     study_dir: str | None = None
+    evaluate: dict | None = None  # a study's `evaluate` section: AutoAttack on the final model
 
 
 def execute_run(task: RunTask) -> str:
@@ -55,7 +57,7 @@ def execute_run(task: RunTask) -> str:
     ``done``, ``failed`` (the error is in ``error.json``) or ``skipped`` (it had finished before)."""
     torch.set_num_threads(task.threads)
     run_dir = Path(task.run_dir)
-    if job_state(run_dir, task.config) == "done":
+    if job_state(run_dir, task.config) == "done" and not needs_evaluation(run_dir, task.evaluate):
         return "skipped"
     clear_outcome(run_dir)
     try:
@@ -64,6 +66,9 @@ def execute_run(task: RunTask) -> str:
             summary = retraining_summary(task.config, results)
         else:
             summary = run_summary(run_active_learning(task.config, run_dir))
+            if task.evaluate is not None:
+                evaluation, _ = evaluate_run(run_dir, task.evaluate.get("attacks"), task.evaluate.get("n"))
+                summary["autoattack_robust_accuracy"] = evaluation["robust_accuracy"]
     except Exception as error:  # recorded, so that one failed run does not stop the study
         mark_failed(run_dir, f"{type(error).__name__}: {error}", traceback.format_exc())
         return "failed"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from robustal.config import RunConfig
 from robustal.errors import RobustALError
+from robustal.experiments.evaluate import needs_evaluation
 from robustal.experiments.executors import Executor, RunTask, check_executor, make_executor
 from robustal.experiments.spec import StudySpec, load_study_spec
 from robustal.experiments.store import (
@@ -178,7 +179,8 @@ def run_study(
     report = StudyReport(study_dir, retraining=set(entries))
     todo: list[_Job] = []
     for job in jobs:
-        if job_state(job.directory, job.config) == "done":
+        evaluated = job.after is not None or not needs_evaluation(job.directory, spec.evaluate)
+        if job_state(job.directory, job.config) == "done" and evaluated:
             report.states[job.key] = "skipped"
         else:
             todo.append(job)
@@ -191,7 +193,7 @@ def run_study(
     if todo:
         pool = make_executor(executor, workers, threads, ray_address, gpus_per_run)
         try:
-            _run_all(pool, todo, study_dir, report, report_progress, poll_seconds)
+            _run_all(pool, todo, study_dir, report, report_progress, poll_seconds, spec.evaluate)
         finally:
             pool.close()
     report_progress([])
@@ -205,9 +207,11 @@ def _run_all(
     report: StudyReport,
     report_progress: Callable[[list[str]], None],
     poll_seconds: float,
+    evaluate: dict | None = None,
 ) -> None:
     """Keep `pool.workers` jobs going until `todo` is empty, each started (in order) once the
-    run it comes after is done; record how each job ended."""
+    run it comes after is done; record how each job ended. Runs (not retraining jobs) get the
+    study's `evaluate` section."""
     running: dict[str, str] = {}  # job directory -> job key
     while todo or running:
         for job in list(todo):
@@ -216,7 +220,8 @@ def _run_all(
             source = "done" if job.after is None else report.states.get(job.after)
             if source in ("done", "skipped"):
                 todo.remove(job)
-                pool.start(RunTask(job.config, str(job.directory), pool.threads, str(study_dir)))
+                task_evaluate = evaluate if job.after is None else None  # AutoAttack on runs, not on retraining jobs
+                pool.start(RunTask(job.config, str(job.directory), pool.threads, str(study_dir), task_evaluate))
                 running[str(job.directory)] = job.key
             elif source == "failed":
                 todo.remove(job)

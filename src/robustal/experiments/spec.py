@@ -53,7 +53,8 @@ from robustal.experiments.store import RUNS_DIR
 from robustal.retraining import RetrainConfig, make_retrain_config, normalize_budget
 
 BASE_KEYS = ("name", "settings", "grid")
-SPEC_KEYS = (*BASE_KEYS, "retrain")  # `retrain` is optional
+SPEC_KEYS = (*BASE_KEYS, "retrain", "evaluate")  # `retrain` and `evaluate` are optional
+EVALUATE_KEYS = ("attacks", "n")
 PRESET_KEY = "preset"
 RETRAIN_KEYS = ("from", "acquisition", "budgets", "seeds", "settings")
 # RetrainConfig settings that each retraining job gets from the study, not from `retrain.settings`
@@ -209,6 +210,9 @@ class StudySpec:
     settings: dict[str, Any] = field(default_factory=dict)
     name: str = "study"
     retrain: RetrainSpec | None = None
+    # AutoAttack on every run's final model as part of the run (robustal.experiments.evaluate):
+    # {"attacks": "apgd-ce,apgd-t", "n": 1000}; None: not evaluated
+    evaluate: dict[str, Any] | None = None
 
     @property
     def grids(self) -> list[dict[str, list[Any]]]:
@@ -237,6 +241,8 @@ class StudySpec:
                 raise ConfigError(f"{', '.join(both)} is both in `{where}` and in `settings`: keep it in one of them")
         for key in self.settings:
             _check_setting_name(key, "settings", fields + [PRESET_KEY])
+        if self.evaluate is not None:
+            _check_evaluate(self.evaluate)
         if PRESET_KEY in self.settings and not isinstance(self.settings[PRESET_KEY], str):
             raise ConfigError(f"settings.preset must be a preset name, not {self.settings[PRESET_KEY]!r}")
 
@@ -252,7 +258,7 @@ class StudySpec:
         grid = [g if not isinstance(g, dict) else dict(g) for g in grid] if isinstance(grid, list) else grid
         if not isinstance(grid, (dict, list)):
             raise ConfigError(f"`grid` in {source} must be a mapping of setting names to value lists (or a list of them)")
-        return cls(grid=grid, settings=dict(data.get("settings") or {}), name=name, retrain=retrain)
+        return cls(evaluate=data.get("evaluate"), grid=grid, settings=dict(data.get("settings") or {}), name=name, retrain=retrain)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the mapping `from_dict` reads (what ``study.yaml`` stores)."""
@@ -260,6 +266,8 @@ class StudySpec:
         spec = {"name": self.name, "settings": dict(self.settings), "grid": grid}
         if self.retrain is not None:
             spec["retrain"] = self.retrain.to_dict()
+        if self.evaluate is not None:
+            spec["evaluate"] = dict(self.evaluate)
         return spec
 
     def expand(self) -> list[RunConfig]:
@@ -315,6 +323,19 @@ def _check_section(
     for key in mappings:
         if not isinstance(data.get(key) or {}, dict):
             raise ConfigError(f"`{key}` in {where} must be a mapping of setting names to values")
+
+
+def _check_evaluate(section: Any) -> None:
+    from robustal.autoattack import parse_attacks
+
+    _check_section(section, "`evaluate` of the study spec", EVALUATE_KEYS, EVALUATE_KEYS)
+    try:
+        parse_attacks(section.get("attacks"))
+    except ConfigError as error:
+        raise ConfigError(f"evaluate.attacks: {error}") from None
+    n = section.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"evaluate.n must be a whole number of test images >= 1, not {n!r}")
 
 
 def _check_setting_name(key: str, where: str, valid: list[str]) -> None:
