@@ -42,7 +42,7 @@ FAST = dict(precision="bf16", channels_last=True, fold_batchnorm=True)
 
 
 def robust_per_image(model, split: Split, attack: PGD, precision: str, seed: int) -> torch.Tensor:
-    """Whether each image of `split` is classified correctly after the attack (bool per image)."""
+    """Whether each image of `split` is classified correctly both clean and after the attack (bool per image)."""
     generator = torch_generator(seed, "validation-attack")
     correct = []
     with model_mode(model, training=False), autocast("cpu", precision):
@@ -50,7 +50,7 @@ def robust_per_image(model, split: Split, attack: PGD, precision: str, seed: int
             x, y = to_float(split.images[part]), split.labels[part]
             x_adv = attack(model, x, y, generator)
             with torch.inference_mode():
-                correct.append(model(x_adv).argmax(1) == y)
+                correct.append((model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y))
     return torch.cat(correct)
 
 

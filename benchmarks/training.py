@@ -95,7 +95,8 @@ def baseline_train_epoch(model, optimizer, train: Split, device, steps: int, gen
 
 
 def baseline_evaluate(model, split: Split, device, steps: int, generator) -> float:
-    """Paper-style PGD robust accuracy: fp32, batch 100, ``.item()`` per batch."""
+    """Paper-style PGD robust accuracy: fp32, batch 100, ``.item()`` per batch; counted as robustal
+    counts it (correct both clean and attacked), so the two numbers compare."""
     adversary = PaperStylePGD(model, EPS, STEP_SIZE, steps)
     model.eval()
     correct = 0
@@ -103,7 +104,7 @@ def baseline_evaluate(model, split: Split, device, steps: int, generator) -> flo
         x, y = (split.images[part].float() / 255).to(device), split.labels[part].to(device)
         x_adv = adversary.perturb(x, y, generator)
         with torch.no_grad():
-            correct += (model(x_adv).argmax(1) == y).sum().item()
+            correct += ((model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)).sum().item()
     return correct / len(split)
 
 
