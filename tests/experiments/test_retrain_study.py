@@ -321,3 +321,20 @@ def test_the_report_shows_the_gains_of_the_study_s_retraining_jobs(study, tmp_pa
         for (acquisition, budget), gains in rows.groupby(["acquisition", "budget"])["robust_gain"]:
             column = [cell.text for cell in table.head[0]].index(f"budget {budget}")
             assert table.row(acquisition)[column].text.startswith(f"{100 * gains.mean():+.2f} ± ")
+
+
+def test_with_one_worker_a_retraining_job_runs_right_after_its_source_run(tmp_path):
+    retrain = {"from": {"training": "standard"}, "acquisition": ["random"], "budgets": [5], "settings": FAST}
+    spec = StudySpec.from_dict(retrain_spec({"training": ["standard", "pgd"]}, retrain, epochs=1))
+    run_study(spec, tmp_path, workers=1, threads=1, poll_seconds=0.05)
+    standard, pgd = spec.expand()
+    (job,) = spec.expand_retraining()
+    finished = {
+        name: (directory / "done.json").stat().st_mtime_ns
+        for name, directory in [
+            ("standard", tmp_path / "runs" / standard.run_id()),
+            ("retraining", retrain_directory(tmp_path, job.job_id)),
+            ("pgd", tmp_path / "runs" / pgd.run_id()),
+        ]
+    }
+    assert finished["standard"] < finished["retraining"] < finished["pgd"]

@@ -171,11 +171,16 @@ def run_study(
     study_dir = Path(out).absolute()  # workers (Ray's too) may run in another working directory
     entries = {job.job_id: retraining_entry(job.source_run_id, job.config) for job in retraining}
     write_study(study_dir, spec.to_dict(), configs, entries)
-    jobs = [_Job(config.run_id(), config, run_directory(study_dir, config.run_id())) for config in configs]
-    jobs += [
-        _Job(job.job_id, job.config, retrain_directory(study_dir, job.job_id), after=job.source_run_id)
-        for job in retraining
-    ]
+    # each run followed by the retraining jobs that start from it: with few workers, a dataset's
+    # retraining is done when its runs are, not after every run of the study
+    jobs = []
+    for config in configs:
+        jobs.append(_Job(config.run_id(), config, run_directory(study_dir, config.run_id())))
+        jobs += [
+            _Job(job.job_id, job.config, retrain_directory(study_dir, job.job_id), after=job.source_run_id)
+            for job in retraining
+            if job.source_run_id == config.run_id()
+        ]
     report = StudyReport(study_dir, retraining=set(entries))
     todo: list[_Job] = []
     for job in jobs:
