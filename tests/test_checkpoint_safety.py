@@ -1,7 +1,6 @@
 """Checkpoints are untrusted files: loading never runs code from them, damage is named and recovered."""
 
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,13 @@ def finished_run(tmp_path_factory, digits):
     return out, config, result
 
 
+def _copy_run(out: Path, copy: Path) -> Path:
+    copy.mkdir()
+    for name in os.listdir(out):
+        (copy / name).write_bytes((out / name).read_bytes())
+    return copy
+
+
 def _plant_malicious_checkpoint(out: Path, marker: Path) -> None:
     state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
     state["rounds_trained"] = Payload(marker)
@@ -41,10 +47,7 @@ def _plant_malicious_checkpoint(out: Path, marker: Path) -> None:
 
 def test_malicious_checkpoint_is_refused_by_load_checkpoint(finished_run, tmp_path):
     out, _, _ = finished_run
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for name in os.listdir(out):
-        (copy / name).write_bytes((out / name).read_bytes())
+    copy = _copy_run(out, tmp_path / "run")
     marker = tmp_path / "ran"
     _plant_malicious_checkpoint(copy, marker)
     with pytest.raises(DataError, match=str(copy / CHECKPOINT_FILE)):
@@ -54,10 +57,7 @@ def test_malicious_checkpoint_is_refused_by_load_checkpoint(finished_run, tmp_pa
 
 def test_malicious_checkpoint_never_runs_on_resume(finished_run, tmp_path, digits):
     out, config, result = finished_run
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for name in os.listdir(out):
-        (copy / name).write_bytes((out / name).read_bytes())
+    copy = _copy_run(out, tmp_path / "run")
     marker = tmp_path / "ran"
     _plant_malicious_checkpoint(copy, marker)
     with pytest.warns(UserWarning, match="starting this run from scratch"):
