@@ -279,11 +279,13 @@ def run_active_learning(
     out_dir: str | os.PathLike | None = None,
     dataset: ImageDataset | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
+    on_resume: Callable[[list[RoundRecord]], None] | None = None,
 ) -> RunResult:
     """Run the robust (or standard) active learning loop of `config` until the budget.
 
     With `out_dir`, writes ``config.json``, ``rounds.parquet`` and ``checkpoint.pt`` after every
     round (atomically), and resumes from ``checkpoint.pt`` if a previous run was interrupted.
+    `on_resume` gets the records restored from it (before any new round), `on_round` each new record.
     """
     dataset = dataset or load_dataset(config.dataset, config.data_root, config.image_size)
     if config.budget > len(dataset.train):
@@ -296,6 +298,8 @@ def run_active_learning(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         records = _resume(out, config, learner)
+        if records and on_resume is not None:
+            on_resume(records)
         payload = {"run_id": config.run_id(), "config": config.model_dump(), "versions": versions()}
         atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
 

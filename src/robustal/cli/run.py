@@ -12,13 +12,53 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from robustal.acquisition import available_acquisitions
+from robustal.cli.presets import format_setting
 from robustal.config import RunConfig, make_config
 from robustal.errors import ConfigError
 from robustal.loop import RoundRecord, run_active_learning
-from robustal.presets import apply_preset
+from robustal.presets import PRESETS, apply_preset
 from robustal.report import plot_learning_curves
 
 console = Console()
+
+# the settings some preset sets (its value for --dataset wins over RunConfig's default)
+PRESET_FIELDS = {field for table in PRESETS.values() for values in table.values() for field in values} - {"dataset"}
+# what leaving out a setting whose RunConfig default is None means
+UNSET_MEANS = {
+    "model": "the dataset's",
+    "image_size": "the dataset's",
+    "augment": "the dataset's: on for SVHN, CIFAR-10",
+    "data_root": "$ROBUSTAL_DATA, else ~/.cache/robustal",
+}
+
+
+def default_text(field: str) -> str:
+    """What ``robustal run`` uses for RunConfig `field` when its flag is left out, for the help's
+    ``[default: ...]``: RunConfig's default (or what None means), then the preset's value where
+    a preset sets one."""
+    text = UNSET_MEANS.get(field) or format_setting(field, RunConfig.model_fields[field].default)
+    return f"{text}, or the --preset's" if field in PRESET_FIELDS else text
+
+
+def setting_option(field: str, help: str = "", *flags: str):
+    """A `typer.Option` for RunConfig `field` whose help shows what leaving it out means."""
+    return typer.Option(*flags, help=help, show_default=default_text(field))
+
+
+def _resume_line(config: RunConfig, out: Path, records: list[RoundRecord]) -> str:
+    last = records[-1]
+    done = f"{last.round + 1} round{'s' if last.round else ''} done, {last.labeled} labels"
+    if last.labeled >= config.budget:
+        return f"{out} holds this run, already finished ({done})"
+    return f"resuming from round {last.round + 1} in {out} ({done})"
+
+
+def _interrupted(out: Path) -> typer.Exit:
+    """The exit of a run stopped with Ctrl-C, after saying how to resume it."""
+    console.print(
+        f"interrupted: run the same command again to resume; it continues after the last finished round (kept in {out})"
+    )
+    return typer.Exit(130)
 
 
 def _round_line(record: RoundRecord) -> str:
@@ -47,7 +87,11 @@ def run_with_progress(config: RunConfig, out: Path | None, label: str = "", verb
                 progress.console.print(_round_line(record))
             progress.update(task, completed=record.round + 1)
 
-        return run_active_learning(config, out, on_round=on_round)
+        def on_resume(records: list[RoundRecord]) -> None:
+            progress.console.print(_resume_line(config, out, records))
+            progress.update(task, completed=records[-1].round + 1)
+
+        return run_active_learning(config, out, on_round=on_round, on_resume=on_resume)
 
 
 def parse_options(items: list[str]) -> dict:
@@ -66,40 +110,51 @@ def parse_options(items: list[str]) -> dict:
 def run_command(
     out: Annotated[Path, typer.Option(help="run directory: config.json, rounds.parquet, checkpoint.pt")] = Path("runs/run"),
     preset: Annotated[
-        Optional[str], typer.Option(help="paper or quick: the protocol for --dataset (`robustal presets`); flags override it")
+        Optional[str], typer.Option(
+            help="paper or quick: the protocol for --dataset (`robustal presets`); flags override it",
+            show_default="none",
+        )
     ] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="dataset name (see `robustal data list`)")] = None,
-    model: Annotated[Optional[str], typer.Option(help="architecture; default: the dataset's")] = None,
-    acquisition: Annotated[Optional[str], typer.Option(help="acquisition function")] = None,
+    dataset: Annotated[Optional[str], setting_option("dataset", "dataset name (see `robustal data list`)")] = None,
+    model: Annotated[Optional[str], setting_option("model", "architecture")] = None,
+    acquisition: Annotated[Optional[str], setting_option("acquisition", "acquisition function")] = None,
     acquisition_option: Annotated[
         Optional[list[str]],
-        typer.Option("--acquisition-option", help="an option of the function as KEY=VALUE, e.g. quota=proportional (repeatable)"),
+        typer.Option(
+            "--acquisition-option",
+            help="an option of the function as KEY=VALUE, e.g. quota=proportional (repeatable)",
+            show_default="the function's defaults",
+        ),
     ] = None,
-    training: Annotated[Optional[str], typer.Option(help="standard or pgd (adversarial training)")] = None,
+    training: Annotated[Optional[str], setting_option("training", "standard or pgd (adversarial training)")] = None,
     warm_up: Annotated[
-        Optional[str], typer.Option(help="round 0: 'same' training as the others, or 'standard' (the paper's warm-up)")
+        Optional[str], setting_option("warm_up", "round 0: 'same' training as the others, or 'standard' (the paper's warm-up)")
     ] = None,
-    initial: Annotated[Optional[int], typer.Option(help="random initial labeled set")] = None,
-    per_round: Annotated[Optional[int], typer.Option(help="samples labeled per round")] = None,
-    budget: Annotated[Optional[int], typer.Option(help="labeled samples at the end")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="epochs per round")] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam or sgd")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="learning rate")] = None,
-    lr_schedule: Annotated[Optional[str], typer.Option(help="constant or cyclic")] = None,
-    eps: Annotated[Optional[float], typer.Option(help="L-inf attack radius (training and evaluation)")] = None,
-    step_size: Annotated[Optional[float], typer.Option(help="PGD step size")] = None,
-    train_steps: Annotated[Optional[int], typer.Option(help="PGD steps in adversarial training")] = None,
-    eval_steps: Annotated[Optional[int], typer.Option(help="PGD steps for robust accuracy")] = None,
-    validation_size: Annotated[Optional[int], typer.Option(help="validation samples for model selection")] = None,
-    test_size: Annotated[Optional[int], typer.Option(help="test samples evaluated")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="resize images (MNIST default 32; 28 keeps native)")] = None,
+    initial: Annotated[Optional[int], setting_option("initial", "random initial labeled set")] = None,
+    per_round: Annotated[Optional[int], setting_option("per_round", "samples labeled per round")] = None,
+    budget: Annotated[Optional[int], setting_option("budget", "labeled samples at the end")] = None,
+    epochs: Annotated[Optional[int], setting_option("epochs", "epochs per round")] = None,
+    batch_size: Annotated[Optional[int], setting_option("batch_size")] = None,
+    optimizer: Annotated[Optional[str], setting_option("optimizer", "adam or sgd")] = None,
+    lr: Annotated[Optional[float], setting_option("lr", "learning rate")] = None,
+    lr_schedule: Annotated[Optional[str], setting_option("lr_schedule", "constant or cyclic")] = None,
+    eps: Annotated[Optional[float], setting_option("eps", "L-inf attack radius (training and evaluation)")] = None,
+    step_size: Annotated[Optional[float], setting_option("step_size", "PGD step size")] = None,
+    train_steps: Annotated[Optional[int], setting_option("train_steps", "PGD steps in adversarial training")] = None,
+    eval_steps: Annotated[Optional[int], setting_option("eval_steps", "PGD steps for robust accuracy")] = None,
+    validation_size: Annotated[
+        Optional[int], setting_option("validation_size", "validation samples for model selection")
+    ] = None,
+    test_size: Annotated[Optional[int], setting_option("test_size", "test samples evaluated")] = None,
+    image_size: Annotated[Optional[int], setting_option("image_size", "resize images (28 keeps MNIST native)")] = None,
     augment: Annotated[
-        Optional[bool], typer.Option("--augment/--no-augment", help="random crop + flip; default: on for SVHN, CIFAR-10")
+        Optional[bool], setting_option("augment", "random crop + flip", "--augment/--no-augment")
     ] = None,
     retrain_from_scratch: Annotated[bool, typer.Option("--retrain-from-scratch", help="reinitialise every round")] = False,
-    seed: Annotated[Optional[int], typer.Option(help="seed of every random choice")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32, or bf16 (bf16 autocast, fp32 weights; faster)")] = None,
+    seed: Annotated[Optional[int], setting_option("seed", "seed of every random choice")] = None,
+    precision: Annotated[
+        Optional[str], setting_option("precision", "fp32, or bf16 (bf16 autocast, fp32 weights; faster)")
+    ] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC weights (faster convolutions)")] = False,
     fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm, fuse CPU kernels")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
@@ -107,8 +162,8 @@ def run_command(
     keep_round_checkpoints: Annotated[
         bool, typer.Option("--keep-round-checkpoints", help="keep every round's model (robustal evaluate --round)")
     ] = False,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda")] = None,
-    data_root: Annotated[Optional[Path], typer.Option(help="folder with datasets; default $ROBUSTAL_DATA")] = None,
+    device: Annotated[Optional[str], setting_option("device", "auto, cpu, cuda")] = None,
+    data_root: Annotated[Optional[Path], setting_option("data_root", "folder with datasets")] = None,
 ) -> None:
     """One active-learning run; resumes from OUT if it was interrupted."""
     settings = {name: value for name, value in locals().items() if value is not None and name not in ("out", "preset")}
@@ -123,7 +178,10 @@ def run_command(
         settings = apply_preset(preset, dataset or "digits", settings)
     config = make_config(**settings)
     console.print(f"run {config.run_id()} -> {out}")
-    result = run_with_progress(config, out)
+    try:
+        result = run_with_progress(config, out)
+    except KeyboardInterrupt:
+        raise _interrupted(out) from None
     last = result.records[-1]
     console.print(
         f"[bold]final[/bold]: {last.labeled} labels, accuracy {100 * last.clean_accuracy:.2f}%, "
@@ -154,9 +212,12 @@ def demo_command(
     )
     frames = []
     start = time.perf_counter()
-    for config in configs:
-        result = run_with_progress(config, out / "runs" / config.acquisition, label=config.acquisition, verbose=False)
-        frames.append(result.table())
+    try:
+        for config in configs:
+            run_dir = out / "runs" / config.acquisition
+            frames.append(run_with_progress(config, run_dir, label=config.acquisition, verbose=False).table())
+    except KeyboardInterrupt:
+        raise _interrupted(out) from None
     rounds = pd.concat(frames, ignore_index=True)
     rounds.drop(columns=["selected"]).to_parquet(out / "results.parquet", index=False)
     plot_learning_curves(rounds, out / "learning_curves.png", title="robust active learning on digits (PGD training)")

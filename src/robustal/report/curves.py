@@ -10,30 +10,33 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from robustal.report.styles import function_style  # noqa: E402
 
 CURVE_METRICS = (("clean_accuracy", "accuracy"), ("robust_accuracy", "robustness (PGD)"))
 
 
 def draw_learning_curves(
-    axis, rounds: pd.DataFrame, column: str, by: str = "acquisition", colors: dict[str, str] | None = None
+    axis, rounds: pd.DataFrame, column: str, by: str = "acquisition", functions: Sequence[str] | None = None
 ) -> None:
     """Draw on `axis` one line per value of `by`: the mean of `column` (in %) over the rows at
     each number of labels, with a band of +/- one standard deviation (none for a single row).
 
-    `colors` (name -> color) fixes the colors and the order of the lines; without it the names
-    come in sorted order with matplotlib's default colors.
+    Each line has its function's style (`function_style`); `functions` fixes the order of the
+    lines (the legend's), by default sorted.
     """
-    names = list(colors) if colors is not None else sorted(rounds[by].unique())
+    names = list(functions) if functions is not None else sorted(rounds[by].unique())
     for name in names:
         group = rounds[rounds[by] == name]
         if group.empty:
             continue
         stats = group.groupby("labeled")[column].agg(["mean", "std"]).fillna(0.0)
-        color = colors[name] if colors is not None else None
-        (line,) = axis.plot(stats.index, 100 * stats["mean"], marker="o", markersize=3, label=name, color=color)
+        style = function_style(name)
+        axis.plot(stats.index, 100 * stats["mean"], markersize=4, label=name, **style)
         axis.fill_between(
             stats.index, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]),
-            color=line.get_color(), alpha=0.15,
+            color=style["color"], alpha=0.15,
         )  # fmt: skip
     axis.grid(alpha=0.3)
 
@@ -44,6 +47,13 @@ def plot_learning_curves(rounds: pd.DataFrame, path: str | os.PathLike, title: s
     `rounds` has the columns of `robustal.loop.records_frame`; with several seeds per function
     the line is the mean and the band +/- one standard deviation.
     """
+    figure = learning_curves_figure(rounds, title)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def learning_curves_figure(rounds: pd.DataFrame, title: str = "") -> Figure:
+    """The figure `plot_learning_curves` saves."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for axis, (column, label) in zip(axes, CURVE_METRICS):
         draw_learning_curves(axis, rounds, column)
@@ -53,8 +63,7 @@ def plot_learning_curves(rounds: pd.DataFrame, path: str | os.PathLike, title: s
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
 
 
 def plot_learning_curve_panels(
@@ -62,18 +71,19 @@ def plot_learning_curve_panels(
     path: str | os.PathLike,
     row_names: Sequence[str],
     row_titles: Sequence[str],
-    colors: dict[str, str],
+    functions: Sequence[str],
     title: str = "",
     row_column: str = "training",
     by: str = "function",
 ) -> None:
     """Save a PNG with one row of panels per value of `row_column` (in the order of `row_names`,
     titled `row_titles`) and two columns (accuracy, robustness vs labels); one line per value
-    of `by`, colored by `colors`, mean over the rows (seeds) with a +/- one std band."""
+    of `by` (in the order of `functions`, styled by `function_style`), mean over the rows
+    (seeds) with a +/- one std band."""
     figure, axes = plt.subplots(len(row_names), 2, figsize=(11, 3.6 * len(row_names) + 0.4), squeeze=False)
     for row, (name, row_title) in enumerate(zip(row_names, row_titles)):
         for axis, (column, label) in zip(axes[row], CURVE_METRICS):
-            draw_learning_curves(axis, rounds[rounds[row_column] == name], column, by=by, colors=colors)
+            draw_learning_curves(axis, rounds[rounds[row_column] == name], column, by=by, functions=functions)
             axis.set_title(f"{row_title}: {label}", fontsize=10)
             axis.set_xlabel("labeled samples")
             axis.set_ylabel(f"{label} (%)")

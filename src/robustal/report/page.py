@@ -19,7 +19,7 @@ import pandas as pd
 from robustal import __version__
 from robustal.report.autoattack import autoattack_section
 from robustal.report.curves import plot_learning_curve_panels
-from robustal.report.figures import function_colors, plot_class_balance, plot_entropy_distributions
+from robustal.report.figures import plot_class_balance, plot_entropy_distributions
 from robustal.report.markup import figure, figure_file, heading, paragraph, section
 from robustal.report.results import (
     FUNCTION,
@@ -121,14 +121,14 @@ def render_report(results: StudyResults, out_dir: str | os.PathLike, retraining:
 
 
 class _Context:
-    """The parts of the page that need the study's results, the output folder and the colors."""
+    """The parts of the page that need the study's results, the output folder and the order of
+    the functions (every figure and table lists them in that order)."""
 
     def __init__(self, results: StudyResults, out: Path) -> None:
         self.results = results
         self.out = out
         self.keys = results.group_columns
         self.functions = ordered_functions(results.rounds[FUNCTION])
-        self.colors = function_colors(self.functions)
         self.groups = list(results.groups())
 
     def _regimes(self, rows: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -147,7 +147,7 @@ class _Context:
         for index, (title, rows) in enumerate(self.groups):
             regimes, titles = self._regimes(rows)
             path, relative = figure_file(self.out, f"learning_curves_{index}_{title}.png")
-            plot_learning_curve_panels(rows, path, regimes, titles, self.colors, title=title)
+            plot_learning_curve_panels(rows, path, regimes, titles, self.functions, title=title)
             parts += [heading(title), figure(relative, f"learning curves, {title}", f"Learning curves: {title}.")]
         return parts
 
@@ -182,7 +182,7 @@ class _Context:
             heading("Entropy of the selected samples vs the pool"),
             paragraph(
                 "The prediction entropy of the model that selected, normalised by ln(classes), of the pool (grey) and "
-                "of the samples each function selected (colored), as the share of samples per bin, averaged over "
+                "of the samples each function selected (in its color), as the share of samples per bin, averaged over "
                 "rounds and seeds. TV is the total-variation distance between the two (0: the selections have the "
                 "pool's entropy distribution, as DRE intends; 1: disjoint)."
             ),
@@ -193,7 +193,7 @@ class _Context:
         for index, (title, rows) in enumerate(self.results.groups(distributions)):
             regimes, titles = self._regimes(rows)
             path, relative = figure_file(self.out, f"selection_entropy_{index}_{title}.png")
-            plot_entropy_distributions(rows, path, regimes, titles, self.colors, title=title)
+            plot_entropy_distributions(rows, path, regimes, titles, self.functions, title=title)
             table = entropy_table(rows, regimes, self._functions(rows), f"entropy-{index}")
             parts += [heading(title, 4), figure(relative, f"entropy of selections, {title}"), table]
         parts += [heading("Class balance of the labeled set"), *self._class_balance_parts()]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from robustal.errors import ConfigError
 from robustal.experiments import RETRAINING_COLUMNS
-from robustal.report.figures import function_colors, plot_retraining_gains
+from robustal.report.figures import plot_retraining_gains
 from robustal.report.markup import figure, figure_file, heading, paragraph
 from robustal.report.results import group_title, ordered_functions
 from robustal.report.stats import summarise
@@ -64,7 +64,7 @@ def retraining_section(frame: pd.DataFrame | None, out_dir: str | os.PathLike) -
         )
         parts += [heading(title), _gain_table(rows, functions, f"retraining-{index}", caption)]
     path, relative = figure_file(out_dir, "retraining_gain.png")
-    plot_retraining_gains(summary, path, panels, function_colors(functions))
+    plot_retraining_gains(summary, path, panels, functions)
     parts.append(figure(relative, "robustness gain vs retraining budget", "Robustness gain vs retraining budget."))
     return parts
 
