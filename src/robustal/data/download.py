@@ -2,14 +2,15 @@
 
 `download_dataset` fetches each file of a dataset into ``<data root>/<dataset>/``: it streams
 into a temporary file beside the final one, checks the published md5, and only then renames
-it; on a mismatch or a network error the temporary file is deleted, nothing is left under
-the final name, and the `DataError` names the URL and the expected checksum. Mirrors are
-tried in order; ``mirror=`` puts ``<mirror>/<dataset>/<file>`` first (an institutional copy).
+it (readable like any file the user writes). A response larger than the file's cap
+(`MAX_DOWNLOAD_BYTES`) is stopped; on that, a mismatch or a network error the temporary file
+is deleted, nothing is left under the final name, and the `DataError` names the URL (and the
+expected checksum). Mirrors are tried in order; ``mirror=`` puts ``<mirror>/<dataset>/<file>``
+first (an institutional copy).
 
 `dataset_status` says whether a dataset is ``verified`` (its checksums match), ``present``
 (files found, checksums differ or cannot be checked), ``corrupt`` (a file cannot be decoded)
-or ``missing``. MNIST and Fashion-MNIST
-are identified by the sha256 of their decompressed content (`robustal.data.mnist.IDX_SHA256`),
+or ``missing``. MNIST and Fashion-MNIST are identified by the sha256 of their decompressed content (`robustal.data.mnist.IDX_SHA256`),
 so recompressed copies count as verified; the others by the md5 of the official files.
 """
 

@@ -6,10 +6,11 @@ The file (``numpy.savez`` or ``numpy.savez_compressed``) holds:
   ``(N, H, W)`` (grayscale), ``(N, C, H, W)`` or ``(N, H, W, C)`` with C = 1 or 3. The layout is
   read from the shape: ``(N, C, H, H)`` with C in {1, 3} is channels-first, ``(N, H, H, C)``
   channels-last (channels-first wins when both fit, e.g. 3x3 images with 3 channels).
-- ``y_train``, ``y_test`` (and ``y_val``): integer class labels 0..K-1, shape ``(N,)`` or ``(N, 1)``.
+- ``y_train``, ``y_test`` (and ``y_val``): integer class labels 0..K-1, shape ``(N,)`` or ``(N, 1)``;
+  together they must use every class 0..K-1 (K >= 2), none skipped.
 
 Validation is ``x_val, y_val`` when present, else the first half of the test split (the
-paper's convention), the rest being the test split. Default model: ``small_cnn``; no training
+paper's convention, so the test split needs at least 2 images), the rest being the test split. Default model: ``small_cnn``; no training
 augmentation.
 """
 
