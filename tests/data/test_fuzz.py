@@ -23,11 +23,19 @@ from robustal.config import make_config
 from robustal.data import load_dataset
 from robustal.data.download import dataset_status, decode_file
 from robustal.data.idx import load_idx, write_idx
-from robustal.errors import DataError, RobustALError
+from robustal.errors import RobustALError
 from robustal.experiments import store
 from robustal.experiments.spec import load_study_spec
-from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, RoundRecord, build_learner, load_checkpoint
-from robustal.loop import read_checkpoint, records_frame
+from robustal.loop import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    ROUNDS_FILE,
+    RoundRecord,
+    build_learner,
+    load_checkpoint,
+    read_checkpoint,
+    records_frame,
+)
 
 # per format: a few seconds in all; ROBUSTAL_FUZZ_CORRUPTIONS=1000 for a deeper search
 CORRUPTIONS = int(os.environ.get("ROBUSTAL_FUZZ_CORRUPTIONS", "30"))
