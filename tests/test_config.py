@@ -4,6 +4,7 @@ import pytest
 
 from robustal.config import make_config
 from robustal.errors import ConfigError
+from robustal.retraining import make_retrain_config
 
 
 @pytest.mark.parametrize(
@@ -22,6 +23,45 @@ from robustal.errors import ConfigError
 def test_bad_settings_raise_config_error_naming_the_fix(settings, message):
     with pytest.raises(ConfigError, match=message):
         make_config(**settings)
+
+
+PIXEL_RANGE = r"beyond the \[0, 1\] pixel range"
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"eps": float("inf")}, "eps: Input should be a finite number"),  # what `--eps 1e400` gives
+        ({"eps": float("nan")}, "eps: Input should be a finite number"),
+        ({"step_size": float("inf")}, "step_size: Input should be a finite number"),
+        ({"lr": float("inf")}, "lr: Input should be a finite number"),
+        ({"weight_decay": float("nan")}, "weight_decay: Input should be a finite number"),
+        ({"eps": 1.5}, f"eps: 1.5 is {PIXEL_RANGE}"),
+        ({"step_size": 2}, f"step_size: 2.0 is {PIXEL_RANGE}"),
+        ({"image_size": 3000}, r"image size 3000 of digits is outside 1..512: every split is resized in memory"),
+        ({"batch_size": 10**9}, "batch_size: Input should be less than or equal to 65536"),
+        ({"epochs": 10**9}, "epochs: Input should be less than or equal to 10000"),
+        ({"train_steps": 10**9}, "train_steps: Input should be less than or equal to 10000"),
+        ({"eval_steps": 10**9}, "eval_steps: Input should be less than or equal to 10000"),
+    ],
+)
+def test_numbers_must_be_finite_and_within_their_range(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(**settings)
+
+
+def test_the_bounds_themselves_are_accepted():
+    config = make_config(eps=1.0, step_size=1.0, image_size=512, batch_size=65536, epochs=10_000)
+    assert (config.eps, config.step_size, config.image_size) == (1.0, 1.0, 512)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [({"eps": float("inf")}, "eps: Input should be a finite number"), ({"step_size": 1.5}, f"step_size: 1.5 is {PIXEL_RANGE}")],
+)
+def test_retraining_settings_are_bounded_like_run_settings(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        make_retrain_config(checkpoint="runs/x", budgets="10", **settings)
 
 
 def test_defaults_are_the_papers_mnist_protocol():

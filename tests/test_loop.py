@@ -9,7 +9,7 @@ from run_helpers import tiny_settings
 from robustal.acquisition import build_acquisition
 from robustal.config import make_config
 from robustal.errors import ConfigError
-from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, load_checkpoint, run_active_learning
+from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, build_learner, load_checkpoint, run_active_learning
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,29 @@ def test_query_teach_api_for_real_labeling(entropy_run):
         learner.teach(chosen[:1], np.array([0]))
     with pytest.raises(ConfigError):
         learner.teach(learner.query(2), np.array([1]))
+
+
+@pytest.mark.parametrize(
+    "indices, labels, message",
+    [
+        ([-1], [0], r"indices \[-1\] are outside the pool \(0..1076\)"),  # would label the last sample
+        ([1077], [0], r"indices \[1077\] are outside the pool"),
+        ([3, 4], [0, 10], r"labels \[10\] are not classes of the model \(0..9\)"),
+        ([3, 4], [0, -2], r"labels \[-2\] are not classes"),
+        ([3, 4], [0, 10**12], r"labels \[1000000000000\] are not classes"),
+        ([3.7], [0], "indices must be integers, got float64"),
+        ([3], [1.5], "labels must be integers, got float64"),
+        ([[3, 4]], [[0, 1]], "give two 1-D arrays of one length"),
+        ([3, 4], [0], "2 indices but 1 labels"),
+    ],
+)
+def test_teach_refuses_bad_indices_and_labels_and_keeps_its_state(digits, indices, labels, message):
+    learner, _ = build_learner(make_config(**tiny_settings()), digits)
+    learner.teach(np.array([0, 1]), np.array([5, 6]))
+    with pytest.raises(ConfigError, match=message):
+        learner.teach(np.array(indices), np.array(labels))
+    assert learner.labeled_indices.tolist() == [0, 1]
+    assert learner.labels[:5].tolist() == [5, 6, -1, -1, -1] and (learner.labels[2:] == -1).all()
 
 
 def test_random_acquisition_differs_from_entropy(digits, entropy_run):

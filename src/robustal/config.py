@@ -6,10 +6,11 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robustal.acquisition import check_acquisition_name, identity_options
 from robustal.data import dataset_info
+from robustal.data.registry import MAX_IMAGE_SIZE, check_image_size
 from robustal.errors import ConfigError, unknown_name_error
 from robustal.models import check_model_name
 from robustal.runtime import check_precision
@@ -23,6 +24,20 @@ NON_IDENTITY_FIELDS = ("data_root", "device", "cuda_graphs", "keep_round_checkpo
 # computes, left out otherwise, so ids of runs from before they existed stay the same.
 LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "augment", "warm_up")
 WARM_UPS = ("same", "standard")
+# Upper bounds that catch typos before they become hours of compute or one huge batch in memory
+# (the paper uses 10-20 epochs, 7-50 PGD steps and batches of 100-128).
+MAX_REPEATS = 10_000
+MAX_BATCH_SIZE = 65_536
+
+
+def check_pixel_range(value: float | None) -> float | None:
+    """`value` (an attack radius or step) unless beyond the [0, 1] range of pixels; a pydantic validator."""
+    if value is not None and value > 1:
+        raise ValueError(
+            f"{value} is beyond the [0, 1] pixel range: images are scaled to [0, 1], so 1 already allows any "
+            "image (the paper: eps 0.3 on MNIST, 8/255 on SVHN and CIFAR-10)"
+        )
+    return value
 
 
 class RunConfig(BaseModel):
@@ -32,11 +47,14 @@ class RunConfig(BaseModel):
     evaluation, Adam lr 1e-3, batch 100, 10 epochs per round) on the offline `digits` dataset.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no inf / nan anywhere: `--eps 1e400` is infinity and would train and report garbage
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dataset: str = "digits"
     model: str | None = Field(None, description="architecture; None = the dataset's default")
-    image_size: int | None = Field(None, gt=0, description="resize images; None = the dataset's default")
+    image_size: int | None = Field(
+        None, gt=0, description=f"resize images; None = the dataset's default (at most {MAX_IMAGE_SIZE})"
+    )
     acquisition: str = "random"
     acquisition_options: dict[str, Any] = Field(default_factory=dict)
     training: str = "pgd"
@@ -48,16 +66,16 @@ class RunConfig(BaseModel):
     initial: int = Field(200, ge=1, description="size of the random initial labeled set")
     per_round: int = Field(200, ge=1, description="samples labeled per round")
     budget: int = Field(1000, ge=1, description="total labeled samples at the end")
-    epochs: int = Field(10, ge=1, description="training epochs per round")
-    batch_size: int = Field(100, ge=1)
+    epochs: int = Field(10, ge=1, le=MAX_REPEATS, description="training epochs per round")
+    batch_size: int = Field(100, ge=1, le=MAX_BATCH_SIZE, description="training batch (with its adversarial copy in memory)")
     optimizer: str = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: str = "constant"
-    eps: float = Field(0.3, ge=0, description="L-inf radius of training and evaluation attacks")
-    step_size: float = Field(0.01, gt=0, description="PGD step size")
-    train_steps: int = Field(40, ge=1, description="PGD steps during adversarial training")
-    eval_steps: int = Field(50, ge=1, description="PGD steps for robust accuracy (validation and test)")
+    eps: float = Field(0.3, ge=0, description="L-inf radius of training and evaluation attacks, in pixels scaled to [0, 1]")
+    step_size: float = Field(0.01, gt=0, description="PGD step size, in pixels scaled to [0, 1]")
+    train_steps: int = Field(40, ge=1, le=MAX_REPEATS, description="PGD steps during adversarial training")
+    eval_steps: int = Field(50, ge=1, le=MAX_REPEATS, description="PGD steps for robust accuracy (validation and test)")
     validation_size: int | None = Field(None, ge=1, description="validation samples for model selection; None = all")
     test_size: int | None = Field(None, ge=1, description="test samples evaluated; None = all")
     retrain_from_scratch: bool = False
@@ -78,6 +96,8 @@ class RunConfig(BaseModel):
     device: str = "auto"
     data_root: str | None = None
 
+    _pixel_range = field_validator("eps", "step_size")(check_pixel_range)
+
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
         info = dataset_info(self.dataset)
@@ -92,6 +112,7 @@ class RunConfig(BaseModel):
         check_precision(self.precision)
         if self.warm_up not in WARM_UPS:
             raise unknown_name_error("warm-up", self.warm_up, WARM_UPS)
+        check_image_size(self.image_size or info.default_size, info.name)  # a .npz's own size too
         if self.budget < self.initial:
             raise ConfigError(f"budget ({self.budget}) must be at least the initial labeled set ({self.initial})")
         return self

@@ -1,5 +1,8 @@
 """The exception hierarchy: every error robustal raises on purpose is a `RobustALError`."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class RobustALError(Exception):
     """Base class of all errors raised by robustal."""
@@ -21,3 +24,26 @@ def unknown_name_error(kind: str, name: str, valid: "list[str] | tuple[str, ...]
     """A `ConfigError` for an unknown registry name that lists the valid choices."""
     choices = ", ".join(sorted(valid))
     return ConfigError(f"unknown {kind} {name!r}; valid choices: {choices}")
+
+
+def error_reason(error: BaseException) -> str:
+    """The first line of `error`'s message, or its type's name when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+@contextmanager
+def decoding_errors(message: str) -> Iterator[None]:
+    """Turn any exception raised inside the block into a `DataError` with `message`, in which
+    ``{reason}`` stands for the original error (see `error_reason`); robustal's own errors pass.
+
+    For the reads of files users bring or download: their decoders (gzip, zipfile, pickle,
+    scipy.io, ...) each fail on damaged bytes with exception types of their own, and a user must
+    get the file's name and what to do, not a traceback.
+    """
+    try:
+        yield
+    except RobustALError:
+        raise
+    except Exception as error:
+        raise DataError(message.replace("{reason}", error_reason(error))) from error  # not format(): paths may hold braces

@@ -110,15 +110,29 @@ class ActiveLearner:
         return PoolContext(self.model, self.images, self.labeled_indices, self.device)
 
     def teach(self, indices: np.ndarray, labels: np.ndarray) -> None:
-        """Record `labels` for `indices` (each index is labeled once)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        labels = np.asarray(labels, dtype=np.int64)
-        if indices.shape != labels.shape:
-            raise ConfigError(f"{len(indices)} indices but {len(labels)} labels")
+        """Record `labels` for `indices` (each index is labeled once).
+
+        Indices must be unlabeled positions in `images` and labels classes of the model
+        (0 .. classes - 1); anything else raises `ConfigError` and leaves the learner unchanged
+        (everything is checked before anything is recorded).
+        """
+        indices, labels = np.asarray(indices), np.asarray(labels)
+        if indices.ndim != 1 or indices.shape != labels.shape:
+            raise ConfigError(f"{indices.size} indices but {labels.size} labels (give two 1-D arrays of one length)")
+        for name, values in (("indices", indices), ("labels", labels)):
+            if values.size and not np.issubdtype(values.dtype, np.integer):
+                raise ConfigError(f"{name} must be integers, got {values.dtype}")
+        indices, labels = indices.astype(np.int64), labels.astype(np.int64)
+        # a negative index would silently label a sample from the end of the pool
+        outside = indices[(indices < 0) | (indices >= len(self.images))]
+        if outside.size:
+            raise ConfigError(f"indices {outside[:5].tolist()} are outside the pool (0..{len(self.images) - 1})")
         if len(np.unique(indices)) != len(indices) or (self.labels[indices] >= 0).any():
             raise ConfigError("an index is labeled twice; query() only returns unlabeled indices")
-        if (labels < 0).any():
-            raise ConfigError("labels must be non-negative class indices")
+        classes = self.model.head.out_features
+        unknown = labels[(labels < 0) | (labels >= classes)]
+        if unknown.size:
+            raise ConfigError(f"labels {unknown[:5].tolist()} are not classes of the model (0..{classes - 1})")
         self.labels[indices] = labels
         self.labeled_indices = np.concatenate([self.labeled_indices, indices])
 

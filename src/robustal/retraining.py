@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from robustal.acquisition import check_acquisition_name, identity_options
 from robustal.attacks import Attack
-from robustal.config import RunConfig, make_config, validation_message
+from robustal.config import MAX_BATCH_SIZE, MAX_REPEATS, RunConfig, check_pixel_range, make_config, validation_message
 from robustal.data import ImageDataset, Split, load_dataset
 from robustal.errors import ConfigError, DataError, unknown_name_error
 from robustal.evaluation import Metrics, evaluate
@@ -128,7 +128,7 @@ class RetrainConfig(BaseModel):
     whatever regime the checkpoint was trained with.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # as RunConfig
 
     checkpoint: str = Field(description="run directory (or its checkpoint.pt) written by `robustal run --out`")
     dataset: str | None = Field(None, description="must be the checkpoint's dataset; None = the checkpoint's")
@@ -138,17 +138,19 @@ class RetrainConfig(BaseModel):
     candidate_fraction: float = Field(0.5, gt=0, lt=1, description="share of the test split that is the candidate pool")
     evaluation_size: int | None = Field(None, ge=1, description="evaluation samples used; None = all")
     training: str = "pgd"
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1, le=MAX_REPEATS)
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE)
     lr: float | None = Field(None, gt=0)
     eps: float | None = Field(None, ge=0)
     step_size: float | None = Field(None, gt=0)
-    train_steps: int | None = Field(None, ge=1)
-    eval_steps: int | None = Field(None, ge=1)
+    train_steps: int | None = Field(None, ge=1, le=MAX_REPEATS)
+    eval_steps: int | None = Field(None, ge=1, le=MAX_REPEATS)
     validation_size: int | None = Field(None, ge=1)
     seed: int = Field(0, ge=0)
     device: str = "auto"
     data_root: str | None = None
+
+    _pixel_range = field_validator("eps", "step_size")(check_pixel_range)
 
     @field_validator("checkpoint", mode="before")
     @classmethod

@@ -1,10 +1,12 @@
 """`robustal data list` and `robustal data download` (the typer app, in process)."""
 
+import shutil
+
 import pytest
 from typer.testing import CliRunner
 
 from robustal.cli.data import data_app
-from robustal.data.download import DOWNLOADS, RemoteFile, file_md5
+from robustal.data.download import DOWNLOADS, RemoteFile, dataset_status, file_md5
 from robustal.errors import DataError
 
 
@@ -30,6 +32,33 @@ def test_list_states(data_root, svhn_root):
     }  # fmt: skip
     root, _ = svhn_root
     assert rows(invoke("list", "--data-root", root).output)["svhn"] == "present"
+
+
+def damaged_copy(source, target, position=100):
+    """`source` written to `target` with its byte at `position` flipped (at 100 in MNIST's
+    train labels .gz: a damaged deflate stream, zlib.error)."""
+    content = bytearray(source.read_bytes())
+    content[position] ^= 0xFF
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(bytes(content))
+
+
+def test_list_reports_damaged_files_as_corrupt(data_root, svhn_root, cifar_archive_root):
+    root, _ = svhn_root
+    shutil.copytree(data_root / "mnist", root / "mnist", copy_function=shutil.copyfile)  # writable copies
+    damaged_copy(data_root / "mnist" / "train-labels-idx1-ubyte.gz", root / "mnist" / "train-labels-idx1-ubyte.gz")
+    mat = root / "svhn" / "test_32x32.mat"
+    mat.write_bytes(mat.read_bytes()[:-100])
+    archive = cifar_archive_root / "cifar10" / "cifar-10-python.tar.gz"
+    (root / "cifar10").mkdir()
+    (root / "cifar10" / archive.name).write_bytes(archive.read_bytes()[:-100])
+    result = invoke("list", "--data-root", root)
+    assert result.exit_code == 0, result.output
+    assert rows(result.output) == {
+        "cifar10": "corrupt", "digits": "present", "fashion-mnist": "missing", "mnist": "corrupt", "svhn": "corrupt",
+    }  # fmt: skip
+    detail = dataset_status("mnist", root).detail  # what the table shows, wrapped
+    assert "train-labels-idx1-ubyte.gz: Error -3 while decompressing data: invalid distance" in detail and "download mnist --force" in detail
 
 
 def test_download_command_verifies(http_server, cifar_archive_root, tmp_path, monkeypatch):

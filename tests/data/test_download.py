@@ -2,7 +2,10 @@
 ../shared/data as the good copy, a deliberately corrupted copy, and `data list` states."""
 
 import hashlib
+import os
 import shutil
+import stat
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -60,6 +63,35 @@ def test_corrupted_download_is_deleted_and_names_url_and_checksum(data_root, htt
     assert remote.urls[0] in message and f"expected {remote.md5}" in message
     assert f"md5 of the downloaded file is {hashlib.md5(bytes(content)).hexdigest()}" in message
     assert list((target / "mnist").iterdir()) == []  # no partial file, nothing under the final name
+
+
+def test_a_damaged_file_in_the_data_root_is_downloaded_again(data_root, http_server, tmp_path):
+    content = bytearray((data_root / "mnist" / LABELS).read_bytes())
+    content[100] ^= 0xFF  # a damaged deflate stream: zlib.error when decompressed
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / LABELS).write_bytes(bytes(content))
+    with http_server(data_root) as url:
+        (path,) = download_dataset("mnist", tmp_path, files=local_files(data_root, url, {LABELS}))
+    assert path.read_bytes() == (data_root / "mnist" / LABELS).read_bytes()
+
+
+def test_downloaded_files_are_readable_like_any_other(data_root, http_server, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        with http_server(data_root) as url:
+            (path,) = download_dataset("mnist", tmp_path, files=local_files(data_root, url, {LABELS}))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not the 0o600 of a temporary file
+
+
+def test_a_download_larger_than_its_cap_is_stopped(data_root, http_server, tmp_path):
+    with http_server(data_root) as url:
+        (remote,) = local_files(data_root, url, {LABELS})
+        with pytest.raises(DataError, match=rf"{remote.urls[0]}: the server sends more than 1000 bytes"):
+            download_dataset("mnist", tmp_path, files=[replace(remote, max_bytes=1000)])
+    assert list((tmp_path / "mnist").iterdir()) == []
+    assert all(remote.max_bytes == download.MAX_DOWNLOAD_BYTES for remote in DOWNLOADS["svhn"])
 
 
 def test_official_checksums_reject_recompressed_copies(data_root, http_server, tmp_path):

@@ -12,7 +12,7 @@ RNG = np.random.default_rng(0)
 NCHW = RNG.integers(0, 256, (10, 3, 6, 6), dtype=np.uint8)
 TEST_NCHW = RNG.integers(0, 256, (6, 3, 6, 6), dtype=np.uint8)
 Y_TRAIN = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
-Y_TEST = np.array([4, 3, 2, 1, 0, 6])
+Y_TEST = np.array([4, 3, 2, 1, 0, 5])
 
 
 def save(path, **arrays):
@@ -36,7 +36,7 @@ def test_channel_layouts_give_nchw(tmp_path, layout, convert):
     # no x_val: the first half of the test split validates
     np.testing.assert_array_equal(dataset.validation.images.numpy(), TEST_NCHW[:3])
     np.testing.assert_array_equal(dataset.test.images.numpy(), TEST_NCHW[3:])
-    assert dataset.num_classes == 7  # largest label (6, in the test split) + 1
+    assert dataset.num_classes == 6  # largest label (5, only in the test split) + 1
 
 
 def test_grayscale_nhw_and_column_labels(tmp_path):
@@ -55,7 +55,7 @@ def test_explicit_validation_split(tmp_path):
     )
     dataset = load_dataset(str(path))
     np.testing.assert_array_equal(dataset.validation.images.numpy(), x_val)
-    assert len(dataset.test) == 6 and dataset.num_classes == 7
+    assert len(dataset.test) == 6 and dataset.num_classes == 6
 
 
 def test_registry_entry_reads_only_headers_and_resizing_works(tmp_path):
@@ -84,7 +84,7 @@ GOOD = dict(x_train=NCHW, y_train=Y_TRAIN, x_test=TEST_NCHW, y_test=Y_TEST)
         (dict(x_train=np.zeros((10, 2, 6, 6), np.uint8)), r"image shape \(10, 2, 6, 6\) is not one of"),
         (dict(y_train=Y_TRAIN[:9]), r"x_train holds 10 images but y_train has shape \(9,\)"),
         (dict(y_train=Y_TRAIN.astype(np.float64)), r"y_train: labels must be integers 0..K-1, got float64"),
-        (dict(y_test=-Y_TEST), r"y_test: labels must be >= 0, got -6"),
+        (dict(y_test=-Y_TEST), r"y_test: labels must be >= 0, got -5"),
         (dict(x_test=np.zeros((6, 1, 6, 6), np.uint8)), r"every split needs the same image shape"),
         (dict(x_val=TEST_NCHW), r"give both x_val and y_val, or neither"),
         (dict(x_train=np.zeros((0, 3, 6, 6), np.uint8), y_train=np.zeros(0, np.int64)), r"x_train is empty"),
@@ -95,6 +95,37 @@ def test_bad_content_is_named(tmp_path, changes, message):
     with pytest.raises(DataError, match=message) as error:
         load_dataset(str(path))
     assert str(path) in str(error.value)
+
+
+SKIPPED = r"labels must be the classes 0..K-1 with none skipped"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # one label 255 used to build a 256-class model silently, one of 10**12 a 256 TB one
+        (dict(y_test=np.array([4, 3, 2, 1, 0, 255])), rf"{SKIPPED}; found 6 distinct labels \(0, 1, 2, 3, 4, 255\), the largest 255"),
+        (dict(y_train=np.full(10, 10**12)), rf"{SKIPPED}; found 7 distinct labels .*the largest 1000000000000"),
+        (dict(y_train=np.arange(1, 11), y_test=np.arange(1, 7)), rf"{SKIPPED}; .*renumber them"),
+        (dict(y_train=np.zeros(10, np.int64), y_test=np.zeros(6, np.int64)), r"1 class; a classification dataset needs at least 2"),
+        # a test split of one image used to leave an empty validation split that scored 100 %
+        (dict(x_test=TEST_NCHW[:1], y_test=Y_TEST[:1]), r"the test split holds 1 image\(s\); at least 2 are needed"),
+        (dict(x_val=TEST_NCHW[:0], y_val=Y_TEST[:0]), r"x_val is empty"),
+    ],
+)
+def test_labels_and_split_sizes_are_checked_before_any_compute(tmp_path, changes, message):
+    path = save(tmp_path / "bad.npz", **{**GOOD, **changes})
+    with pytest.raises(DataError, match=message) as error:
+        load_dataset(str(path))
+    assert str(path) in str(error.value)
+
+
+def test_images_larger_than_the_bound_are_refused_by_the_settings(tmp_path):
+    images = np.zeros((2, 513, 513), np.uint8)
+    path = save(tmp_path / "large.npz", x_train=images, y_train=np.array([0, 1]), x_test=images, y_test=np.array([0, 1]))
+    with pytest.raises(ConfigError, match=r"image size 513 of .*large.npz is outside 1..512"):
+        make_config(dataset=str(path), initial=1, per_round=1, budget=2)
+    assert make_config(dataset=str(path), initial=1, per_round=1, budget=2, image_size=32).image_size == 32
 
 
 def test_missing_arrays_are_listed(tmp_path):

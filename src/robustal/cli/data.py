@@ -17,13 +17,13 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 
-STATE_STYLES = {"verified": "green", "present": "yellow", "missing": "red", "unknown": "dim"}
+STATE_STYLES = {"verified": "green", "present": "yellow", "corrupt": "bold red", "missing": "red", "unknown": "dim"}
 DataRootOption = Annotated[Optional[Path], typer.Option(help="folder with datasets; default $ROBUSTAL_DATA, else ~/.cache/robustal")]
 
 
 @data_app.command("list")
 def list_command(data_root: DataRootOption = None) -> None:
-    """Each dataset as verified (checksums match), present (checksums differ) or missing."""
+    """Each dataset as verified (checksums match), present (checksums differ), corrupt (a file cannot be decoded) or missing."""
     root = resolve_data_root(data_root)
     table = Table(title=f"datasets in {root}")
     for column in ("dataset", "state", "default model", "description", "detail"):

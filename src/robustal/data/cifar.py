@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 from robustal.data.dataset import ImageDataset, Split, split_validation
 from robustal.data.registry import DatasetInfo, register_dataset
-from robustal.errors import DataError
+from robustal.errors import DataError, decoding_errors
 
 NAME = "cifar10"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -51,10 +50,13 @@ class _ArrayUnpickler(pickle.Unpickler):
 def parse_cifar_batch(content: bytes, source: str) -> Split:
     """One CIFAR-10 batch (a pickled dict with ``b"data"`` uint8 (N, 3072) and ``b"labels"``,
     N labels 0..9) as images (N, 3, 32, 32) and labels; `DataError` naming `source` otherwise."""
-    try:
-        batch = _ArrayUnpickler(io.BytesIO(content), encoding="bytes").load()
-    except Exception as error:  # truncated or foreign pickles raise many exception types
-        raise DataError(f"{source}: not a CIFAR-10 python batch ({error}); download it again") from error
+    # truncated or foreign pickles, and odd objects inside them, raise many exception types
+    with decoding_errors(f"{source}: not a CIFAR-10 python batch ({{reason}}); download it again"):
+        return _batch_split(_ArrayUnpickler(io.BytesIO(content), encoding="bytes").load(), source)
+
+
+def _batch_split(batch, source: str) -> Split:
+    """The split of an unpickled batch, checked against the CIFAR-10 format."""
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{source}: expected a dict with keys b'data' and b'labels' (CIFAR-10 python format)")
     images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
@@ -75,21 +77,26 @@ def read_batches(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
         missing = [name for name in names if not (extracted / name).is_file()]
         if missing:
             raise DataError(f"{NAME}: {extracted} lacks {', '.join(missing)}; extract {ARCHIVE} again")
-        return {name: (extracted / name).read_bytes() for name in names}
+        with decoding_errors(f"{extracted}: cannot read a batch ({{reason}}); extract {ARCHIVE} again"):
+            return {name: (extracted / name).read_bytes() for name in names}
     if not archive.is_file():
         raise DataError(
             f"{NAME}: missing {archive} (or its extracted folder {extracted}); put the original archive in "
             f"{folder}/ (data root: --data-root or $ROBUSTAL_DATA) or run `robustal data download {NAME}`"
         )
-    try:
+    return read_archive(archive, names)
+
+
+def read_archive(archive: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The raw bytes of batches `names` in the ``cifar-10-python.tar.gz`` at `archive`."""
+    # tarfile, gzip and zlib each raise their own errors on damaged bytes
+    with decoding_errors(f"{archive}: cannot read it as a gzip tar archive ({{reason}}); download it again"):
         with tarfile.open(archive, "r:gz") as tar:
             members = {Path(member.name).name: member for member in tar.getmembers() if member.isfile()}
             missing = [name for name in names if name not in members]
             if missing:
                 raise DataError(f"{archive}: the archive lacks {', '.join(missing)} (expected {FOLDER}/<batch>)")
             return {name: tar.extractfile(members[name]).read() for name in names}
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise DataError(f"{archive}: cannot read it as a gzip tar archive ({error}); download it again") from error
 
 
 def concatenate(splits: list[Split]) -> Split:

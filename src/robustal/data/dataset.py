@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from robustal.errors import DataError
 
+MIN_CLASSES = 2
+
 
 @dataclass(frozen=True)
 class Split:
@@ -45,6 +47,22 @@ class ImageDataset:
     test: Split
     num_classes: int
 
+    def __post_init__(self) -> None:
+        # checked here, at load time, so that bad data fails before any compute: an empty
+        # validation or test split would score 100 % (0 of 0 wrong), labels beyond num_classes
+        # crash the loss mid-training, and one class leaves nothing to classify
+        if self.num_classes < MIN_CLASSES:
+            raise DataError(f"{self.name}: {self.num_classes} class; a classification dataset needs at least {MIN_CLASSES}")
+        for split_name in ("train", "validation", "test"):
+            split = getattr(self, split_name)
+            if len(split) == 0:
+                raise DataError(f"{self.name}: the {split_name} split is empty; every split needs at least one image")
+            low, high = int(split.labels.min()), int(split.labels.max())
+            if low < 0 or high >= self.num_classes:
+                raise DataError(
+                    f"{self.name}: {split_name} labels span {low}..{high}, outside the classes 0..{self.num_classes - 1}"
+                )
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of every image."""
@@ -71,7 +89,16 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def split_validation(name: str, train: Split, test: Split, num_classes: int, validation_size: int) -> ImageDataset:
-    """The paper's split: the first `validation_size` test images validate, the rest test."""
+    """The paper's split: the first `validation_size` test images validate, the rest test.
+
+    Raises `DataError` naming the minimum when either part would be empty.
+    """
+    validating = max(validation_size, 1)
+    if validating >= len(test) or validation_size < 1:
+        raise DataError(
+            f"{name}: the test split holds {len(test)} image(s); at least {validating + 1} are needed: the first "
+            f"{validating} validate (model selection), the rest are the test set (an empty split would score 100 %)"
+        )
     return ImageDataset(
         name=name,
         train=train,

@@ -2,13 +2,15 @@
 
 `download_dataset` fetches each file of a dataset into ``<data root>/<dataset>/``: it streams
 into a temporary file beside the final one, checks the published md5, and only then renames
-it; on a mismatch or a network error the temporary file is deleted, nothing is left under
-the final name, and the `DataError` names the URL and the expected checksum. Mirrors are
-tried in order; ``mirror=`` puts ``<mirror>/<dataset>/<file>`` first (an institutional copy).
+it (readable like any file the user writes). A response larger than the file's cap
+(`MAX_DOWNLOAD_BYTES`) is stopped; on that, a mismatch or a network error the temporary file
+is deleted, nothing is left under the final name, and the `DataError` names the URL (and the
+expected checksum). Mirrors are tried in order; ``mirror=`` puts ``<mirror>/<dataset>/<file>``
+first (an institutional copy).
 
 `dataset_status` says whether a dataset is ``verified`` (its checksums match), ``present``
-(files found, checksums differ or cannot be checked) or ``missing``. MNIST and Fashion-MNIST
-are identified by the sha256 of their decompressed content (`robustal.data.mnist.IDX_SHA256`),
+(files found, checksums differ or cannot be checked), ``corrupt`` (a file cannot be decoded)
+or ``missing``. MNIST and Fashion-MNIST are identified by the sha256 of their decompressed content (`robustal.data.mnist.IDX_SHA256`),
 so recompressed copies count as verified; the others by the md5 of the official files.
 """
 
@@ -21,7 +23,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -31,20 +33,24 @@ from robustal.data.idx import read_idx_bytes
 from robustal.data.mnist import IDX_SHA256, find_idx_file
 from robustal.data.paths import resolve_data_root
 from robustal.data.registry import available_datasets
-from robustal.errors import ConfigError, DataError, unknown_name_error
+from robustal.errors import ConfigError, DataError, decoding_errors, unknown_name_error
 
 CHUNK_SIZE = 1 << 20
 TIMEOUT_SECONDS = 60.0
+# No official file is larger than 200 MB (SVHN train 182 MB, CIFAR-10 170 MB): a server sending
+# more is wrong or hostile, and must not fill the disk before the md5 check.
+MAX_DOWNLOAD_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     """An official file: its name in ``<data root>/<dataset>/``, where to get it (tried in
-    order) and the md5 its publishers list."""
+    order), the md5 its publishers list and the most bytes a download of it may take."""
 
     filename: str
     urls: tuple[str, ...]
     md5: str
+    max_bytes: int = MAX_DOWNLOAD_BYTES
 
 
 def _mirrored(mirrors: Sequence[str], checksums: dict[str, str]) -> tuple[RemoteFile, ...]:
@@ -114,26 +120,48 @@ def remote_files(name: str) -> tuple[RemoteFile, ...]:
     return DOWNLOADS[name]
 
 
-def _fetch(url: str, final: Path, md5: str, progress: Progress | None, timeout: float) -> None:
-    """Stream `url` into a temporary file beside `final`, check `md5`, rename to `final`."""
+def _default_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 less the umask (a temporary file gets 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _too_large(url: str, limit: int, final: Path) -> DataError:
+    return DataError(
+        f"{url}: the server sends more than {limit} bytes, more than this file can be; the download was "
+        f"stopped and nothing was written to {final}"
+    )
+
+
+def _fetch(remote: RemoteFile, url: str, final: Path, progress: Progress | None, timeout: float) -> None:
+    """Stream `url` into a temporary file beside `final`, check size and md5, rename to `final`."""
     handle = tempfile.NamedTemporaryFile(dir=final.parent, prefix=f".{final.name}.", suffix=".part", delete=False)
     partial = Path(handle.name)
+    received = 0
     try:
         digest = hashlib.md5(usedforsecurity=False)
         with handle, urllib.request.urlopen(url, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            task = progress.add_task(final.name, total=int(length) if length else None) if progress else None
+            length = response.headers.get("Content-Length", "")
+            announced = int(length) if length.isdigit() else None
+            if announced is not None and announced > remote.max_bytes:
+                raise _too_large(url, remote.max_bytes, final)
+            task = progress.add_task(final.name, total=announced) if progress else None
             while chunk := response.read(CHUNK_SIZE):
+                received += len(chunk)
+                if received > remote.max_bytes:  # a server may send more than it announced
+                    raise _too_large(url, remote.max_bytes, final)
                 handle.write(chunk)
                 digest.update(chunk)
                 if progress is not None:
                     progress.update(task, advance=len(chunk))
         actual = digest.hexdigest()
-        if actual != md5:
+        if actual != remote.md5:
             raise DataError(
-                f"{url}: md5 of the downloaded file is {actual}, expected {md5} (the published checksum); "
+                f"{url}: md5 of the downloaded file is {actual}, expected {remote.md5} (the published checksum); "
                 f"the download is corrupt or the server's file changed; it was deleted and nothing was written to {final}"
             )
+        os.chmod(partial, _default_file_mode())  # readable like any file the user writes
         os.replace(partial, final)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         raise DataError(f"{url}: download failed ({error}); nothing was written to {final}") from error
@@ -151,7 +179,7 @@ def download_file(
     failures = []
     for url in remote.urls:
         try:
-            _fetch(url, final, remote.md5, progress, timeout)
+            _fetch(remote, url, final, progress, timeout)
             return final
         except DataError as error:
             failures.append(str(error))
@@ -192,7 +220,7 @@ def download_dataset(
     remotes = tuple(files) if files is not None else remote_files(name)
     if mirror:
         remotes = tuple(
-            RemoteFile(r.filename, (f"{mirror.rstrip('/')}/{name}/{r.filename}", *r.urls), r.md5) for r in remotes
+            replace(r, urls=(f"{mirror.rstrip('/')}/{name}/{r.filename}", *r.urls)) for r in remotes
         )
     folder = resolve_data_root(data_root) / name
     progress = (
@@ -217,8 +245,8 @@ def download_dataset(
 
 @dataclass(frozen=True)
 class DatasetStatus:
-    """What the data root holds of a dataset: ``state`` is ``verified``, ``present``, ``missing``
-    or ``unknown`` (no checks known); ``detail`` says why."""
+    """What the data root holds of a dataset: ``state`` is ``verified``, ``present``, ``corrupt``,
+    ``missing`` or ``unknown`` (no checks known); ``detail`` says why."""
 
     name: str
     state: str
@@ -226,7 +254,7 @@ class DatasetStatus:
 
 
 def _idx_status(name: str, root: Path) -> DatasetStatus:
-    missing, mismatched = [], []
+    missing, mismatched, corrupt = [], [], []
     for stem, sha256 in IDX_SHA256[name].items():
         try:
             path = find_idx_file(name, stem, root)
@@ -236,20 +264,51 @@ def _idx_status(name: str, root: Path) -> DatasetStatus:
         try:
             if hashlib.sha256(read_idx_bytes(path)).hexdigest() != sha256:
                 mismatched.append(path.name)
-        except DataError:
-            mismatched.append(f"{path.name} (unreadable)")
+        except DataError as error:
+            corrupt.append(str(error))
     if missing:
         return DatasetStatus(name, "missing", f"missing {', '.join(missing)} in {root / name}")
+    if corrupt:
+        return _corrupt_status(name, corrupt)
     if mismatched:
         return DatasetStatus(name, "present", f"decompressed content differs from the original: {', '.join(mismatched)}")
     return DatasetStatus(name, "verified", f"sha256 of the decompressed IDX content matches ({root / name})")
+
+
+def _corrupt_status(name: str, problems: list[str]) -> DatasetStatus:
+    return DatasetStatus(name, "corrupt", "; ".join(problems) + f" (`robustal data download {name} --force`)")
+
+
+def decode_file(name: str, path: Path) -> None:
+    """Decode file `path` of dataset `name` (SVHN or CIFAR-10) completely: `DataError` when damaged."""
+    if name == svhn.NAME:
+        svhn.read_svhn_mat(path)
+    elif path.name == cifar.ARCHIVE:
+        for batch, content in cifar.read_archive(path, (*cifar.TRAIN_BATCHES, cifar.TEST_BATCH)).items():
+            cifar.parse_cifar_batch(content, f"{path}:{batch}")
+    else:
+        with decoding_errors(f"cannot read {path}: {{reason}}"):
+            content = path.read_bytes()
+        cifar.parse_cifar_batch(content, str(path))
 
 
 def _md5_status(name: str, folder: Path, expected: dict[str, str]) -> DatasetStatus:
     missing = [filename for filename in expected if not (folder / filename).is_file()]
     if missing:
         return DatasetStatus(name, "missing", f"missing {', '.join(missing)} in {folder}")
-    mismatched = [filename for filename, md5 in expected.items() if file_md5(folder / filename) != md5]
+    mismatched, corrupt = [], []
+    for filename, md5 in expected.items():
+        # a file that differs is decoded: damaged (corrupt) or only another version (present)?
+        try:
+            with decoding_errors(f"cannot read {folder / filename}: {{reason}}"):
+                if file_md5(folder / filename) == md5:
+                    continue
+            decode_file(name, folder / filename)
+            mismatched.append(filename)
+        except DataError as error:
+            corrupt.append(str(error))
+    if corrupt:
+        return _corrupt_status(name, corrupt)
     if mismatched:
         return DatasetStatus(name, "present", f"md5 differs from the published one: {', '.join(mismatched)} in {folder}")
     return DatasetStatus(name, "verified", f"md5 of {', '.join(expected)} matches ({folder})")

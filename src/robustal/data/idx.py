@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from robustal.errors import DataError
+from robustal.errors import DataError, decoding_errors
 
 _UBYTE = 0x08
 _MAGIC_BY_NDIM = {1: 0x00000801, 3: 0x00000803}
@@ -20,13 +21,12 @@ def read_idx_bytes(path: Path) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"missing dataset file {path}")
-    try:
+    # a damaged deflate stream raises zlib.error, a truncated one EOFError, a foreign file OSError ...
+    with decoding_errors(f"cannot read {path}: {{reason}} (the file is damaged, truncated or not gzip; download it again)"):
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as handle:
                 return handle.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataError(f"cannot read {path}: {error} (the file is truncated or not gzip; download it again)") from error
 
 
 def parse_idx(content: bytes, ndim: int, source: str = "<bytes>") -> np.ndarray:
@@ -46,7 +46,7 @@ def parse_idx(content: bytes, ndim: int, source: str = "<bytes>") -> np.ndarray:
         )
     shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     header = 4 + 4 * ndim
-    expected_size = header + int(np.prod(shape))
+    expected_size = header + math.prod(shape)  # exact: numpy's product of huge dimensions overflows
     if len(content) != expected_size:
         raise DataError(
             f"{source}: header announces shape {shape} ({expected_size} bytes) but the file holds {len(content)} bytes"

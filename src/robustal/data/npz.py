@@ -6,10 +6,11 @@ The file (``numpy.savez`` or ``numpy.savez_compressed``) holds:
   ``(N, H, W)`` (grayscale), ``(N, C, H, W)`` or ``(N, H, W, C)`` with C = 1 or 3. The layout is
   read from the shape: ``(N, C, H, H)`` with C in {1, 3} is channels-first, ``(N, H, H, C)``
   channels-last (channels-first wins when both fit, e.g. 3x3 images with 3 channels).
-- ``y_train``, ``y_test`` (and ``y_val``): integer class labels 0..K-1, shape ``(N,)`` or ``(N, 1)``.
+- ``y_train``, ``y_test`` (and ``y_val``): integer class labels 0..K-1, shape ``(N,)`` or ``(N, 1)``;
+  together they must use every class 0..K-1 (K >= 2), none skipped.
 
 Validation is ``x_val, y_val`` when present, else the first half of the test split (the
-paper's convention), the rest being the test split. Default model: ``small_cnn``; no training
+paper's convention, so the test split needs at least 2 images), the rest being the test split. Default model: ``small_cnn``; no training
 augmentation.
 """
 
@@ -23,7 +24,7 @@ import torch
 
 from robustal.data.dataset import ImageDataset, Split, split_validation
 from robustal.data.registry import DatasetInfo, register_file_format
-from robustal.errors import DataError
+from robustal.errors import DataError, decoding_errors
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL = ("x_val", "y_val")
@@ -60,16 +61,19 @@ def check_file(path: Path) -> None:
 def read_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of array `key` in the .npz at `path`, read without loading the array."""
     check_file(path)
-    try:
-        with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as handle:
+    with decoding_errors(unreadable_message(path)), zipfile.ZipFile(path) as archive:
+        if f"{key}.npy" not in archive.namelist():
+            raise DataError(f"{path}: no array {key!r}; a dataset .npz needs {', '.join(REQUIRED)}")
+        with archive.open(f"{key}.npy") as handle:
             version = np.lib.format.read_magic(handle)
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = read(handle)
-    except KeyError:
-        raise DataError(f"{path}: no array {key!r}; a dataset .npz needs {', '.join(REQUIRED)}") from None
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise DataError(f"{path}: not a readable .npz file ({error}); save it with numpy.savez") from error
-    return tuple(shape), np.dtype(dtype)
+            return tuple(shape), np.dtype(dtype)
+
+
+def unreadable_message(path: Path) -> str:
+    """The `decoding_errors` message of a damaged .npz at `path`."""
+    return f"{path}: not a readable .npz file ({{reason}}); save it again with numpy.savez or copy it again"
 
 
 def check_images(shape: tuple[int, ...], dtype: np.dtype, source: str) -> str:
@@ -100,15 +104,28 @@ def read_split(arrays, path: Path, suffix: str) -> Split:
     return Split(torch.from_numpy(to_nchw(images, layout)), torch.from_numpy(labels.astype(np.int64)))
 
 
+def count_classes(path: Path, splits) -> int:
+    """K, when the labels of `splits` together are exactly the classes 0..K-1; `DataError`
+    otherwise: a skipped class would become an output never trained (and a label of 10**12 a
+    model of 10**12 outputs), so labels are never mapped silently."""
+    present = np.unique(np.concatenate([split.labels.numpy() for split in splits]))
+    if int(present[-1]) + 1 != len(present):
+        shown = ", ".join(str(label) for label in present[:12]) + (", ..." if len(present) > 12 else "")
+        raise DataError(
+            f"{path}: labels must be the classes 0..K-1 with none skipped; found {len(present)} distinct labels "
+            f"({shown}), the largest {present[-1]}; renumber them, e.g. "
+            "numpy.unique(numpy.concatenate([y_train, y_test]), return_inverse=True)"
+        )
+    return len(present)
+
+
 def load_npz_dataset(path: Path) -> ImageDataset:
     """The dataset in .npz file `path` (format: see the module doc); `DataError` on any problem."""
     path = Path(path)
     check_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as content:
-            arrays = {key: content[key] for key in content.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise DataError(f"{path}: not a readable .npz file ({error}); save it with numpy.savez") from error
+    # every decoder error (zipfile, zlib, numpy's header parser, CRC checks ...) names the file
+    with decoding_errors(unreadable_message(path)), np.load(path, allow_pickle=False) as content:
+        arrays = {key: content[key] for key in content.files}
     missing = [key for key in REQUIRED if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)}; a dataset .npz needs {', '.join(REQUIRED)} (found {', '.join(sorted(arrays))})")
@@ -119,7 +136,7 @@ def load_npz_dataset(path: Path) -> ImageDataset:
     shapes = {suffix: tuple(split.images.shape[1:]) for suffix, split in splits.items()}
     if len(set(shapes.values())) > 1:
         raise DataError(f"{path}: every split needs the same image shape (C, H, W), got {shapes}")
-    num_classes = int(max(split.labels.max() for split in splits.values())) + 1
+    num_classes = count_classes(path, splits.values())
     name = str(path)
     if "val" in splits:
         return ImageDataset(name, splits["train"], splits["val"], splits["test"], num_classes)
@@ -133,7 +150,9 @@ def npz_dataset_info(path: Path) -> DatasetInfo:
     layout = check_images(train_shape, train_dtype, f"{path}:x_train")
     channels = {"NHW": 1, "NCHW": train_shape[1], "NHWC": train_shape[-1]}[layout]
     size = train_shape[-1] if layout != "NHWC" else train_shape[1]
-    test_count = read_header(path, "x_test")[0][0]
+    test_shape, test_dtype = read_header(path, "x_test")
+    check_images(test_shape, test_dtype, f"{path}:x_test")
+    test_count = test_shape[0]
     return DatasetInfo(
         name=str(path),
         loader=lambda data_root: load_npz_dataset(path),

@@ -16,6 +16,8 @@ from robustal.data.paths import resolve_data_root
 from robustal.errors import ConfigError, unknown_name_error
 
 Loader = Callable[[Path], ImageDataset]
+# The largest image side: the paper's images are 32x32, ImageNet-sized models use 224.
+MAX_IMAGE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,17 @@ def dataset_info(name: str) -> DatasetInfo:
     raise ConfigError(f"{error}; or a path to a {formats} file" if formats else str(error))
 
 
+def check_image_size(size: int, dataset: str) -> int:
+    """`size` when it is an image side robustal can train on (1..`MAX_IMAGE_SIZE`), else `ConfigError`."""
+    if not 0 < size <= MAX_IMAGE_SIZE:
+        raise ConfigError(
+            f"image size {size} of {dataset} is outside 1..{MAX_IMAGE_SIZE}: every split is resized in memory at once "
+            f"(60,000 images of {MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE} are 15 GiB) and the models' activations grow with "
+            "the image area; choose a smaller --image-size"
+        )
+    return size
+
+
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, image_size: int | None = None) -> ImageDataset:
     """Load dataset `name` from `data_root` (see `resolve_data_root`); `name` may be a ``.npz`` path.
 
@@ -76,9 +89,7 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, image_si
     the dataset's default (32 for MNIST and Fashion-MNIST, like the paper; 28 keeps them native).
     """
     info = dataset_info(name)
-    size = info.default_size if image_size is None else image_size
-    if size <= 0:
-        raise ConfigError(f"image size must be positive, got {size}")
+    size = check_image_size(info.default_size if image_size is None else image_size, info.name)
     dataset = info.loader(resolve_data_root(data_root))
     if dataset.image_size == size:
         return dataset

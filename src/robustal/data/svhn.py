@@ -14,7 +14,7 @@ import torch
 
 from robustal.data.dataset import ImageDataset, Split, split_validation
 from robustal.data.registry import DatasetInfo, register_dataset
-from robustal.errors import DataError
+from robustal.errors import DataError, decoding_errors
 
 NAME = "svhn"
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -34,11 +34,14 @@ def read_svhn_mat(path: Path, limit: int | None = None) -> Split:
             f"{NAME}: missing file {path}; put the original {path.name} in {path.parent}/ "
             f"or run `robustal data download {NAME}`"
         )
-    try:
+    # scipy raises ValueError, TypeError, OSError, zlib.error ... on damaged files, numpy on odd variables
+    with decoding_errors(f"{path}: cannot read it as a MATLAB .mat file ({{reason}}); download it again"):
         content = scipy.io.loadmat(path, variable_names=["X", "y"])
-    except Exception as error:  # scipy raises ValueError, TypeError, OSError ... on corrupt files
-        raise DataError(f"{path}: cannot read it as a MATLAB .mat file ({error}); download it again") from error
-    images, labels = content.get("X"), content.get("y")
+        return _svhn_split(path, content.get("X"), content.get("y"), limit)
+
+
+def _svhn_split(path: Path, images, labels, limit: int | None) -> Split:
+    """`read_svhn_mat`'s split of the variables ``X`` and ``y``, checked against the SVHN format."""
     if images is None or labels is None:
         found = sorted(name for name, *_ in scipy.io.whosmat(path))
         raise DataError(f"{path}: expected variables 'X' and 'y' (SVHN format), found {found}")
@@ -47,7 +50,7 @@ def read_svhn_mat(path: Path, limit: int | None = None) -> Split:
     labels = labels.reshape(-1)
     if labels.shape[0] != images.shape[3]:
         raise DataError(f"{path}: {images.shape[3]} images but {labels.shape[0]} labels")
-    if labels.size and (labels.min() < 1 or labels.max() > 10):
+    if not np.isin(labels, np.arange(1, 11)).all():  # also refuses NaN and fractions in a float 'y'
         raise DataError(f"{path}: SVHN labels must be 1..10 (10 is the digit 0), got {labels.min()}..{labels.max()}")
     count = images.shape[3] if limit is None else min(limit, images.shape[3])
     images = np.ascontiguousarray(np.transpose(images[..., :count], (3, 2, 0, 1)))

@@ -48,7 +48,7 @@ import yaml
 
 from robustal.acquisition import available_acquisitions, build_acquisition, check_acquisition_name
 from robustal.config import RunConfig, make_config
-from robustal.errors import ConfigError, RobustALError
+from robustal.errors import ConfigError, RobustALError, decoding_errors
 from robustal.experiments.store import RUNS_DIR
 from robustal.retraining import RetrainConfig, make_retrain_config, normalize_budget
 
@@ -358,8 +358,10 @@ def load_study_spec(path: str | os.PathLike) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"study spec {path} not found: pass the path of a YAML file (see examples/quick.yaml)")
+    with decoding_errors(f"cannot read study spec {path}: {{reason}}; save it again as UTF-8 text"):
+        text = path.read_text(encoding="utf-8")  # a damaged file is not always valid UTF-8
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     return StudySpec.from_dict(data, source=str(path))
