@@ -60,7 +60,7 @@ def test_page_links_every_figure_and_each_is_a_nonblank_png_beside_it(tiny_repor
         pixels = matplotlib.image.imread(path)
         assert min(pixels.shape[:2]) > 200 and pixels[..., :3].std() > 0.05
     assert "<script" not in html and "http://" not in html and "https://" not in html  # self-contained
-    assert list(page.sections) == ["curves", "tables", "selections", "retraining", "settings"]
+    assert list(page.sections) == ["curves", "tables", "autoattack", "selections", "retraining", "settings"]
 
 
 @pytest.mark.parametrize("score", ["final", "area"])

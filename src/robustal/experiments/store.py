@@ -360,9 +360,14 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
             "LEFT JOIN evaluations e ON e.run_id = r.run_id AND e.labeled = r.labeled"
         )
         groups = ", ".join(c for c in [*RUN_COLUMNS[1:], *extra] if c not in ("seed", "state"))
-        return connection.execute(_VIEW_QUERIES[view].format(groups=groups)).df()
+        frame = connection.execute(_VIEW_QUERIES[view].format(groups=groups)).df()
     finally:
         connection.close()
+    # a study that nobody evaluated with AutoAttack shows no AutoAttack columns
+    evaluated = [c for c in frame.columns if c.startswith("autoattack_")]
+    if evaluated and frame[[c for c in evaluated if c != "autoattack_runs"]].isna().all().all():
+        frame = frame.drop(columns=evaluated)
+    return frame
 
 
 def retraining_status(study_dir: str | os.PathLike) -> pd.DataFrame:
