@@ -14,6 +14,7 @@ from rich.table import Table
 from robustal.acquisition import available_acquisitions
 from robustal.config import RunConfig, make_config
 from robustal.loop import RoundRecord, run_active_learning
+from robustal.outputs import prepare_output_dir
 from robustal.presets import apply_preset
 from robustal.report import plot_learning_curves
 
@@ -96,6 +97,7 @@ def run_command(
     if preset is not None:
         settings = apply_preset(preset, dataset or "digits", settings)
     config = make_config(**settings)
+    prepare_output_dir(out)
     console.print(f"run {config.run_id()} -> {out}")
     result = run_with_progress(config, out)
     last = result.records[-1]
@@ -121,7 +123,7 @@ def demo_command(
 
     names = acquisitions.split(",") if acquisitions else available_acquisitions()
     configs = [make_config(**DEMO_SETTINGS, acquisition=name, seed=seed) for name in names]
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     console.print(
         f"robust AL on digits: {len(names)} acquisition functions, {DEMO_SETTINGS['initial']} -> "
         f"{DEMO_SETTINGS['budget']} labels, PGD-{DEMO_SETTINGS['train_steps']} training, eps {DEMO_SETTINGS['eps']}"
