@@ -277,10 +277,17 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write `path` by `write(temporary)` then a rename, so readers never see a partial file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
+    """Write `path` by `write(temporary)` then a rename, so readers never see a partial file.
+
+    The temporary name is unique (process id and a random token), so that two writers of the
+    same path never write into each other's temporary file; it is removed if `write` fails.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def versions() -> dict[str, str]:

@@ -218,7 +218,8 @@ def test_cli_records_a_failing_retraining_job_and_keeps_what_was_computed(cli_st
     out = tmp_path / "study"
     shutil.copytree(folder / "study", out)
     spec["retrain"]["budgets"] = ["5", "10", "500"]  # a new budget: the jobs run again, and it exceeds the pool
-    output = invoke("run", write_spec(tmp_path / "more.yaml", spec), "--out", out, "--workers", "2", exit_code=1)
+    more = write_spec(tmp_path / "more.yaml", spec)  # the same study with more: --extend
+    output = invoke("run", more, "--out", out, "--workers", "2", "--extend", exit_code=1)
     assert "1 run: 0 done, 1 skipped (finished before), 0 failed" in output
     assert "2 retraining jobs: 0 done, 0 skipped (finished before), 2 failed" in output
     assert "ConfigError: budget 500 exceeds the 180 candidates" in output

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from robustal.cli.study import reporting_damage
+from robustal.outputs import prepare_output_dir
 from robustal.report import write_report
 
 
@@ -16,5 +18,7 @@ def report_command(
 ) -> None:
     """Write an HTML report of a study: learning curves, the paper's tables (final budget, area
     under the learning curve), what each function selects, retraining gains, exact settings."""
-    page = write_report(study_dir, out)
+    prepare_output_dir(out)
+    with reporting_damage():
+        page = write_report(study_dir, out)
     typer.echo(f"report -> {page}  (figures in {page.parent / 'figures'})")

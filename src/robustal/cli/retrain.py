@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robustal.acquisition import available_acquisitions
+from robustal.outputs import prepare_output_dir
 from robustal.retraining import RESULTS_FILE, BudgetRecord, make_retrain_config, run_retraining
 
 console = Console(soft_wrap=True)
@@ -62,6 +63,7 @@ def retrain_command(
         settings["data_root"] = str(data_root)
     names = available_acquisitions() if acquisition == "all" else [name.strip() for name in acquisition.split(",")]
     configs = [make_retrain_config(checkpoint=str(checkpoint), acquisition=name, **settings) for name in names]
+    prepare_output_dir(out)
     frames = []
     for config in configs:
         run_dir = out / config.acquisition

@@ -16,6 +16,7 @@ from robustal.cli.presets import format_setting
 from robustal.config import RunConfig, make_config
 from robustal.errors import ConfigError
 from robustal.loop import RoundRecord, run_active_learning
+from robustal.outputs import prepare_output_dir
 from robustal.presets import PRESETS, apply_preset
 from robustal.report import plot_learning_curves
 
@@ -177,6 +178,7 @@ def run_command(
     if preset is not None:
         settings = apply_preset(preset, dataset or "digits", settings)
     config = make_config(**settings)
+    prepare_output_dir(out)
     console.print(f"run {config.run_id()} -> {out}")
     try:
         result = run_with_progress(config, out)
@@ -205,7 +207,7 @@ def demo_command(
 
     names = acquisitions.split(",") if acquisitions else available_acquisitions()
     configs = [make_config(**DEMO_SETTINGS, acquisition=name, seed=seed) for name in names]
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     console.print(
         f"robust AL on digits: {len(names)} acquisition functions, {DEMO_SETTINGS['initial']} -> "
         f"{DEMO_SETTINGS['budget']} labels, PGD-{DEMO_SETTINGS['train_steps']} training, eps {DEMO_SETTINGS['eps']}"

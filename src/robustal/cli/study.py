@@ -4,6 +4,9 @@ local processes or Ray."""
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,16 +18,21 @@ from rich.table import Table
 
 from robustal.errors import ConfigError
 from robustal.experiments import (
-    StudyProgress,
     VIEWS,
+    DamagedFileWarning,
+    JobOutcome,
+    StudyPlan,
+    StudyProgress,
     retraining_results,
     retraining_status,
     run_study,
     study_results,
     study_status,
 )
+from robustal.outputs import check_output_file
 
 console = Console()
+CONFIRM_ABOVE = 500  # runs and jobs to compute at once that need --yes: a grid this large is rarely meant
 FORMATS = ("table", "csv", "parquet")
 GROUP_COLUMNS = ["dataset", "model", "training", "acquisition"]
 STATES = ["done", "partial", "failed", "pending"]
@@ -56,6 +64,69 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+@contextmanager
+def reporting_damage() -> Iterator[None]:
+    """Print each `DamagedFileWarning` raised inside as one line on stderr (what is damaged and
+    how to recover) instead of Python's warning with a source line; other warnings as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DamagedFileWarning)
+        try:
+            yield
+        finally:  # also when the command fails: the damage may be why
+            errors = Console(stderr=True)
+            for warning in caught:
+                if issubclass(warning.category, DamagedFileWarning):
+                    errors.print(f"[yellow]warning[/yellow]: {warning.message}", highlight=False, soft_wrap=True)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _describe_plan(plan: StudyPlan) -> str:
+    jobs = f", {_plural(plan.retraining_jobs, 'retraining job')} ({plan.jobs_todo} to do)" if plan.retraining_jobs else ""
+    counts = f"{_plural(plan.runs, 'run')} ({plan.runs_todo} to do){jobs}"
+    if not plan.todo:
+        return f"{counts}: nothing to compute"
+    if plan.eta_seconds is None:
+        estimate = "no time estimate until a run of this study has finished"
+    else:
+        estimate = (
+            f"about {_duration(plan.eta_seconds)} at {plan.seconds_per_round:.3g}s per round (this study's finished "
+            f"runs), {min(plan.parallel, plan.todo)} at once"
+        )
+    unit = "rounds+budgets" if plan.retraining_jobs else "rounds"
+    return f"{counts}: {plan.rounds_todo} {unit} to compute; {estimate}"
+
+
+def _check_plan(plan: StudyPlan, yes: bool) -> None:
+    """Print what the study is about to compute; refuse more than `CONFIRM_ABOVE` runs and jobs without `yes`."""
+    for message in plan.repaired.values():
+        console.print(f"[yellow]repaired[/yellow] {message}", highlight=False, soft_wrap=True)
+    console.print(_describe_plan(plan), highlight=False, soft_wrap=True)
+    if plan.todo > CONFIRM_ABOVE and not yes:
+        raise ConfigError(
+            f"{plan.todo} runs and retraining jobs to compute (more than {CONFIRM_ABOVE}): "
+            "add --yes to start them, or make the grid smaller"
+        )
+
+
+def _outcome_line(outcome: JobOutcome) -> str:
+    """One line of a finished run or retraining job: id, function, seed, final metrics, time."""
+    config, summary = outcome.config, outcome.summary
+    options = ", ".join(f"{key}={value}" for key, value in sorted(config.acquisition_options.items()))
+    what = f"{config.acquisition}{f' ({options})' if options else ''} seed {config.seed}"
+    kind = "retraining " if hasattr(config, "budgets") else ""
+    if outcome.state != "done":
+        return f"{outcome.state} {kind}{outcome.key} {what}: {outcome.error}"
+    if kind:
+        gains = ", ".join(
+            f"{100 * gain:+.2f}% at +{count}" for count, gain in zip(summary["budget_counts"], summary["robust_gain"])
+        )
+        metrics = f"robustness {gains} labels"
+    else:
+        metrics = f"accuracy {100 * summary['clean_accuracy']:.2f}%, robustness {100 * summary['robust_accuracy']:.2f}%"
+    return f"done {kind}{outcome.key} {what}: {metrics}, {_duration(summary['seconds'])}"
+
+
 @study_app.command("run")
 def run_command(
     spec: Annotated[Path, typer.Argument(help="study spec (YAML), e.g. examples/quick.yaml")],
@@ -67,10 +138,19 @@ def run_command(
         Optional[str], typer.Option(help="Ray cluster address or 'auto'; none starts a local Ray instance")
     ] = None,
     gpus_per_run: Annotated[float, typer.Option(help="GPUs each Ray task requests (ray executor)")] = 0.0,
+    extend: Annotated[
+        bool, typer.Option("--extend", help="add the runs of SPEC to the study in OUT although its spec differs")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help=f"start more than {CONFIRM_ABOVE} runs and retraining jobs")
+    ] = False,
 ) -> None:
-    """Run every run and retraining job of SPEC that is not finished yet; failed ones are retried.
+    """Run every run and retraining job of SPEC that is not finished yet; failed ones are retried,
+    damaged ones repaired.
 
-    Retraining jobs (the spec's `retrain:` section) start once their source run is done.
+    Retraining jobs (the spec's `retrain:` section) start once their source run is done. OUT
+    holds one study: another spec is refused (--extend adds its runs), and one process at a
+    time writes it. Where the output is no terminal, each run prints a line when it ends.
     """
     with Progress(
         TextColumn("{task.description}"),
@@ -93,8 +173,15 @@ def run_command(
                 unit="rounds+budgets" if progress.retraining_jobs else "rounds",
             )
 
+        def on_finish(outcome: JobOutcome) -> None:
+            if not console.is_terminal:  # a log: the progress bar is only drawn at the end there
+                console.print(_outcome_line(outcome), highlight=False, soft_wrap=True)
+
         try:
-            report = run_study(spec, out, executor, workers, threads, ray_address, gpus_per_run, on_progress=on_progress)
+            report = run_study(
+                spec, out, executor, workers, threads, ray_address, gpus_per_run, on_progress=on_progress,
+                on_plan=lambda plan: _check_plan(plan, yes), on_finish=on_finish, extend=extend,
+            )  # fmt: skip
         except KeyboardInterrupt:
             bar.stop()
             console.print(f"interrupted: run the same command again to resume (finished rounds are kept in {out})")
@@ -118,24 +205,28 @@ def status_command(study_dir: Annotated[Path, typer.Argument(help="study directo
     pending), per group."""
     status = study_status(study_dir)
     _print_states(status, "run", "rounds")
-    for row in status[status["state"] == "failed"].itertuples():
-        console.print(f"[red]failed[/red] {row.run_id} ({row.acquisition}, {row.training}, seed {row.seed}): {row.error}")
+    for row in status[status["state"].isin(PROBLEMS)].itertuples():
+        console.print(f"{PROBLEMS[row.state]} {row.run_id} ({row.acquisition}, {row.training}, seed {row.seed}): {row.error}")
     retraining = retraining_status(study_dir)
     if len(retraining):
         _print_states(retraining, "retraining job", "budgets", "training: the source run's; acquisition: the retraining's")
-        for row in retraining[retraining["state"] == "failed"].itertuples():
-            console.print(f"[red]failed[/red] retraining {row.job_id} ({row.acquisition}, seed {row.seed}): {row.error}")
+        for row in retraining[retraining["state"].isin(PROBLEMS)].itertuples():
+            console.print(f"{PROBLEMS[row.state]} retraining {row.job_id} ({row.acquisition}, seed {row.seed}): {row.error}")
+
+
+PROBLEMS = {"failed": "[red]failed[/red]", "damaged": "[yellow]damaged[/yellow]"}  # states listed one by one
 
 
 def _print_states(status: pd.DataFrame, noun: str, unit: str, caption: str | None = None) -> None:
     """A line of counts by state, then a table of them per group with the `unit`s done of total."""
     counts = status["state"].value_counts()
-    console.print(f"{_plural(len(status), noun)}: " + ", ".join(f"{counts.get(state, 0)} {state}" for state in STATES))
-    table = Table(*GROUP_COLUMNS, *STATES, unit, caption=caption)
+    states = STATES + ["damaged"] * bool(counts.get("damaged"))  # a column only when some are
+    console.print(f"{_plural(len(status), noun)}: " + ", ".join(f"{counts.get(state, 0)} {state}" for state in states))
+    table = Table(*GROUP_COLUMNS, *states, unit, caption=caption)
     for key, group in status.groupby(GROUP_COLUMNS, dropna=False, sort=True):
         group_counts = group["state"].value_counts()
         steps = f"{group[f'{unit}_done'].sum()}/{group[f'{unit}_total'].sum()}"
-        table.add_row(*map(str, key), *(str(group_counts.get(state, 0)) for state in STATES), steps)
+        table.add_row(*map(str, key), *(str(group_counts.get(state, 0)) for state in states), steps)
     console.print(table)
 
 
@@ -168,9 +259,12 @@ def results_command(
         raise ConfigError("--format parquet writes a file: add --output FILE.parquet")
     if format == "table" and output is not None:
         raise ConfigError("--output is for --format csv or parquet; a table is printed")
+    if output is not None:
+        check_output_file(output)
     view = view or "summary"
     what = "retraining" if retraining else view
-    frame = retraining_results(study_dir) if retraining else study_results(study_dir, view, selections)
+    with reporting_damage():
+        frame = retraining_results(study_dir) if retraining else study_results(study_dir, view, selections)
     if format == "csv":
         frame.to_csv(output or sys.stdout, index=False)
     elif format == "parquet":

@@ -9,12 +9,13 @@ job, Parquet files queried with DuckDB).
 """
 
 from robustal.experiments.executors import EXECUTORS, RunTask, available_cores, execute_run, plan_workers
-from robustal.experiments.runner import StudyProgress, StudyReport, run_study
+from robustal.experiments.runner import JobOutcome, StudyPlan, StudyProgress, StudyReport, run_study
 from robustal.experiments.spec import RetrainJob, RetrainSpec, StudySpec, load_study_spec
 from robustal.experiments.store import (
     RETRAINING_COLUMNS,
     STATES,
     VIEWS,
+    DamagedFileWarning,
     retrain_directory,
     retraining_results,
     retraining_status,
@@ -26,11 +27,14 @@ from robustal.experiments.store import (
 __all__ = [
     "EXECUTORS",
     "RETRAINING_COLUMNS",
+    "DamagedFileWarning",
+    "JobOutcome",
     "STATES",
     "VIEWS",
     "RetrainJob",
     "RetrainSpec",
     "RunTask",
+    "StudyPlan",
     "StudyProgress",
     "StudyReport",
     "StudySpec",

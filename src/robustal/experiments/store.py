@@ -3,6 +3,7 @@
 Layout (every file is written atomically: a temporary name, then a rename)::
 
     <study>/study.yaml              the spec of the latest `robustal study run`
+    <study>/study.lock              held (flock) by the `robustal study run` that writes the study
     <study>/manifest.json           run id -> resolved settings of every run of the study
     <study>/runs/<run_id>/config.json      the run's full settings and library versions
     <study>/runs/<run_id>/rounds.parquet   one row per finished round: metrics, timings and
@@ -20,14 +21,20 @@ retraining files those of `robustal.retraining.run_retraining`. The manifest hol
 retraining jobs too (``retraining``: job id -> settings, source run id and budgets). A run's or
 job's state is read from which files exist: ``done``, ``failed``, ``partial`` (rounds or budgets
 finished, then it was interrupted, or it is running now) or ``pending``; a retraining job that
-finished without some budgets of the latest spec is ``partial``.
+finished without some budgets of the latest spec is ``partial``. A run or job whose Parquet file
+cannot be read (truncated, overwritten) is ``damaged``: it is left out of the results, with a
+`DamagedFileWarning`, until `robustal study run` repairs it (`repair_damaged`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +42,28 @@ import pandas as pd
 import yaml
 
 from robustal.config import RunConfig
-from robustal.errors import ConfigError, RobustALError
-from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, RunResult, atomic_write, versions
+from robustal.errors import ConfigError, DataError, RobustALError
+from robustal.loop import (
+    CHECKPOINT_FILE,
+    ROUNDS_FILE,
+    RoundRecord,
+    RunResult,
+    atomic_write,
+    read_checkpoint,
+    records_frame,
+    versions,
+)
 from robustal.retraining import RESULTS_FILE, RetrainConfig
 
 STUDY_FILE = "study.yaml"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = "study.lock"
 RUNS_DIR = "runs"
 RETRAIN_DIR = "retrain"
 DONE_FILE = "done.json"
 ERROR_FILE = "error.json"
 
-STATES = ("done", "failed", "partial", "pending")
+STATES = ("done", "failed", "partial", "pending", "damaged")
 VIEWS = ("rounds", "final", "summary")
 RUN_COLUMNS = ("run_id", "dataset", "model", "acquisition", "training", "seed")
 # `training` is the source run's regime; accuracies are fractions; robust_gain = robust_after - robust_before
@@ -71,9 +88,54 @@ def retrain_directory(study_dir: str | os.PathLike, job_id: str) -> Path:
     return Path(study_dir) / RETRAIN_DIR / job_id
 
 
+class DamagedFileWarning(UserWarning):
+    """A run's or retraining job's Parquet file cannot be read: its rows are left out."""
+
+
+def parquet_damage(path: Path, decode: bool = False) -> str | None:
+    """Why the Parquet file at `path` cannot be read, or None (also when there is no file).
+    Checks its footer (cheap), with `decode` every page too."""
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        return None
+    try:
+        pq.read_table(path) if decode else pq.read_metadata(path)
+    except Exception as error:  # any decoding failure of a damaged file
+        return _reason(error, path)
+    return None
+
+
+def _reason(error: Exception, path: Path | None = None) -> str:
+    text = str(error).strip().replace(f"Could not open Parquet input source '{path}': ", "")
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def find_damage(run_dir: Path, decode: bool = False) -> tuple[Path, str] | None:
+    """(path, reason) of the damaged Parquet file of the run or retraining job in `run_dir`
+    (``rounds.parquet``, ``results.parquet``; see `parquet_damage`), or None."""
+    for name in (ROUNDS_FILE, RESULTS_FILE):
+        reason = parquet_damage(run_dir / name, decode)
+        if reason is not None:
+            return run_dir / name, reason
+    return None
+
+
+def damage_message(path: Path, reason: str) -> str:
+    """What a damaged results file means to the user, and how to recover: run the study again."""
+    study_dir = path.parent.parent.parent
+    return (
+        f"{path} is damaged ({reason}) and left out: run `robustal study run {study_dir / STUDY_FILE} "
+        f"--out {study_dir}` again to recompute it"
+    )
+
+
 def run_state(run_dir: Path) -> str:
-    """``done``, ``failed``, ``partial`` or ``pending``, from the files in `run_dir` (a run's
-    or a retraining job's; see `retraining_state` for a job's budgets)."""
+    """``done``, ``failed``, ``partial``, ``pending`` or ``damaged`` (its Parquet file cannot be
+    read), from the files in `run_dir` (a run's or a retraining job's; see `retraining_state`
+    for a job's budgets)."""
+    if find_damage(run_dir) is not None:
+        return "damaged"
     if (run_dir / DONE_FILE).exists():
         return "done"
     if (run_dir / ERROR_FILE).exists():
@@ -100,7 +162,10 @@ def job_state(job_dir: Path, config: RunConfig | RetrainConfig) -> str:
 def _parquet_rows(path: Path) -> int:
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(path).num_rows if path.exists() else 0  # the footer only
+    try:
+        return pq.read_metadata(path).num_rows if path.exists() else 0  # the footer only
+    except Exception:  # damaged (see `run_state`): nothing readable on disk
+        return 0
 
 
 def rounds_completed(run_dir: Path) -> int:
@@ -171,6 +236,100 @@ def clear_outcome(run_dir: Path) -> None:
     (run_dir / DONE_FILE).unlink(missing_ok=True)
 
 
+def repair_damaged(run_dir: Path, config: RunConfig | RetrainConfig) -> str | None:
+    """Repair the run or retraining job of `config` in `run_dir` if its Parquet file is damaged
+    (every page is decoded); returns what was found and done, None when nothing was damaged.
+
+    The damaged file is kept beside as ``<name>.damaged``. A run's rounds are rebuilt from its
+    checkpoint, which holds every finished round; without a readable one, or for a retraining
+    job, the run or job is no longer done, so that the study computes it again.
+    """
+    found = find_damage(run_dir, decode=True)
+    if found is None:
+        return None
+    path, reason = found
+    kept = path.with_name(path.name + ".damaged")
+    os.replace(path, kept)
+    if isinstance(config, RunConfig) and _rebuild_rounds(run_dir, config):
+        return f"{path} was damaged ({reason}): rebuilt it from {CHECKPOINT_FILE} (the damaged file is {kept.name})"
+    (run_dir / DONE_FILE).unlink(missing_ok=True)
+    return f"{path} was damaged ({reason}): moved it to {kept.name}; computing it again"
+
+
+def _rebuild_rounds(run_dir: Path, config: RunConfig) -> bool:
+    checkpoint = run_dir / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        return False
+    try:
+        state = read_checkpoint(checkpoint)
+    except DataError:  # the run starts over: the loop sets the damaged checkpoint aside
+        return False
+    if state["run_id"] != config.run_id():
+        return False
+    frame = records_frame(config, [RoundRecord(**record) for record in state["records"]])
+    atomic_write(run_dir / ROUNDS_FILE, lambda temporary: frame.to_parquet(temporary, index=False))
+    return True
+
+
+@contextmanager
+def study_lock(study_dir: Path) -> Iterator[None]:
+    """Hold the lock of the study's one writer while the block runs: an exclusive ``flock`` on
+    ``study.lock``, released when the block ends or the process dies. Another process holding it
+    is a `RobustALError` naming it (pid, host, start time). Needs a file system with working
+    ``flock`` (local disks; NFS only where its locks are enabled)."""
+    import fcntl
+
+    with open(Path(study_dir) / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RobustALError(
+                f"another `robustal study run` is writing to {study_dir} ({_holder(handle.read())}): wait until "
+                "it ends or stop it, then run again (one study directory has one writer)"
+            ) from None
+        handle.truncate(0)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        handle.write(json.dumps(holder))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)  # nobody holds it (the lock itself ends with the file handle)
+
+
+def _holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+    except (ValueError, KeyError, TypeError):  # the holder has not written itself yet
+        return "a process that is starting"
+
+
+def check_same_study(study_dir: Path, spec_dict: dict[str, Any], extend: bool = False) -> None:
+    """Refuse to run the spec `spec_dict` into `study_dir` when the directory holds another
+    study (its ``study.yaml`` differs, other than in the `evaluate` section), unless `extend`:
+    one directory, one study. The same spec again resumes it."""
+    path = Path(study_dir) / STUDY_FILE
+    if extend or not path.exists():
+        return
+    try:
+        stored = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        stored = _reason(error)
+    if not isinstance(stored, dict):
+        raise ConfigError(f"cannot read {path}, the spec of the study in {study_dir}: choose another --out") from None
+    new = yaml.safe_load(yaml.safe_dump(spec_dict, sort_keys=False))  # as it would be stored
+    # the `evaluate` section adds AutoAttack results to the same runs: not another study
+    keys = [key for key in dict.fromkeys([*stored, *new]) if key != "evaluate"]
+    differing = [key for key in keys if stored.get(key) != new.get(key)]
+    if differing:
+        raise ConfigError(
+            f"{study_dir} holds the study {stored.get('name')!r} (spec: {path}) and this spec differs from it in "
+            f"{', '.join(differing)}: choose another --out, or add --extend to add this spec's runs to that study"
+        )
+
+
 def retraining_entry(source_run_id: str, config: RetrainConfig) -> dict[str, Any]:
     """The manifest's record of a retraining job: its source run, settings and budgets."""
     return {"source_run_id": source_run_id, **config.identity(), "budgets": list(config.budgets)}
@@ -237,11 +396,35 @@ def study_status(study_dir: str | os.PathLike) -> pd.DataFrame:
         if state == "done":
             summary = read_json(run_dir / DONE_FILE)
             row.update({key: summary[key] for key in ("clean_accuracy", "robust_accuracy", "seconds")})
-        if state == "failed":
-            row["error"] = read_json(run_dir / ERROR_FILE)["error"]
+        row["error"] = _state_error(run_dir, state)
         rows.append(row)
     metrics = ["clean_accuracy", "robust_accuracy", "seconds", "error"]
     return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "state", "rounds_done", "rounds_total", *metrics])
+
+
+def _state_error(run_dir: Path, state: str) -> str | None:
+    """The error of a failed run or job, what is wrong with a damaged one, else None."""
+    if state == "failed":
+        return read_json(run_dir / ERROR_FILE)["error"]
+    if state == "damaged":
+        return damage_message(*find_damage(run_dir))
+    return None
+
+
+def read_parquet_files(paths: list[Path]):
+    """The rows of the Parquet files `paths` as one Arrow table (columns by name, as DuckDB's
+    ``union_by_name``; None without readable files). A damaged file is left out with a
+    `DamagedFileWarning` saying how to recover, so that one bad file never blocks a study."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in paths:
+        try:
+            tables.append(pq.read_table(path))
+        except Exception as error:  # any decoding failure of a damaged file
+            warnings.warn(damage_message(path, _reason(error, path)), DamagedFileWarning, stacklevel=3)
+    return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
 def _settings_table(study_dir: Path):
@@ -333,7 +516,8 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
     deviation of the final accuracy and robustness). Runs evaluated with `robustal evaluate`
     have ``autoattack_*`` columns in their last round (AutoAttack and PGD robust accuracy on the
     same points; the summary's ``autoattack_gap_mean`` is PGD minus AutoAttack). `selections` keeps the ``selected``
-    column (indices labeled each round) in the ``rounds`` and ``final`` views.
+    column (indices labeled each round) in the ``rounds`` and ``final`` views. A run whose
+    ``rounds.parquet`` is damaged is left out with a `DamagedFileWarning` (see `run_state`).
     """
     import duckdb
 
@@ -341,22 +525,22 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
         raise ConfigError(f"unknown results view {view!r}; valid views: {', '.join(VIEWS)}")
     study_dir = Path(study_dir)
     settings = _settings_table(study_dir)
-    pattern = str(study_dir / RUNS_DIR / "*" / ROUNDS_FILE)
-    if not any((study_dir / RUNS_DIR).glob(f"*/{ROUNDS_FILE}")):
+    files = read_parquet_files(sorted((study_dir / RUNS_DIR).glob(f"*/{ROUNDS_FILE}")))
+    if files is None:
         return pd.DataFrame()
     connection = duckdb.connect()
     try:
         connection.register("settings", settings)
         connection.register("evaluations", _evaluations_table(study_dir))
-        source = "read_parquet('{}', union_by_name=true)".format(pattern.replace("'", "''"))
-        round_columns = [column[0] for column in connection.execute(f"SELECT * FROM {source} LIMIT 0").description]
+        connection.register("files", files)
+        round_columns = files.column_names
         extra = [column for column in settings.column_names if column not in round_columns]
         dropped = "" if selections and view != "summary" else " EXCLUDE (selected)"
         # AutoAttack evaluations (robustal evaluate) belong to the round whose model they attacked
         evaluated = ", ".join(f"e.{c} AS autoattack_{c}" for c in EVALUATION_JOIN_COLUMNS)
         connection.execute(
             f"CREATE VIEW rounds AS SELECT r.*{dropped}, {', '.join(f's.{c}' for c in extra)}, {evaluated} "
-            f"FROM {source} r LEFT JOIN settings s USING (run_id) "
+            "FROM files r LEFT JOIN settings s USING (run_id) "
             "LEFT JOIN evaluations e ON e.run_id = r.run_id AND e.labeled = r.labeled"
         )
         groups = ", ".join(c for c in [*RUN_COLUMNS[1:], *extra] if c not in ("seed", "state"))
@@ -386,8 +570,7 @@ def retraining_status(study_dir: str | os.PathLike) -> pd.DataFrame:
             job_id=job_id, source_run_id=entry["source_run_id"], acquisition=entry["acquisition"], seed=entry["seed"],
             state=state, budgets_done=done, budgets_total=done if state == "done" else len(set(entry["budgets"])),
         )  # fmt: skip
-        if state == "failed":
-            row["error"] = read_json(job_dir / ERROR_FILE)["error"]
+        row["error"] = _state_error(job_dir, state)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(RETRAINING_STATUS_COLUMNS))
 
@@ -409,21 +592,22 @@ def retraining_results(study_dir: str | os.PathLike) -> pd.DataFrame:
     study_dir = Path(study_dir)
     runs = _require_study(study_dir)
     empty = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in RETRAINING_COLUMNS.items()})
-    if not any((study_dir / RETRAIN_DIR).glob(f"*/{RESULTS_FILE}")):
+    files = read_parquet_files(sorted((study_dir / RETRAIN_DIR).glob(f"*/{RESULTS_FILE}")))
+    if files is None:
         return empty
     sources = pa.Table.from_pylist(
         [{"run_id": run_id, "training": settings.get("training")} for run_id, settings in runs.items()],
         schema=pa.schema([("run_id", pa.string()), ("training", pa.string())]),
     )
-    pattern = str(study_dir / RETRAIN_DIR / "*" / RESULTS_FILE).replace("'", "''")
     connection = duckdb.connect()
     try:
         connection.register("sources", sources)
+        connection.register("files", files)
         frame = connection.execute(
             "SELECT r.source_run_id, r.dataset, r.model, s.training, r.acquisition, r.budget, r.seed, "
             "r.clean_accuracy_before AS clean_before, r.robust_accuracy_before AS robust_before, "
             "r.clean_accuracy_after AS clean_after, r.robust_accuracy_after AS robust_after, r.robust_gain "
-            f"FROM read_parquet('{pattern}', union_by_name=true) r LEFT JOIN sources s ON r.source_run_id = s.run_id "
+            "FROM files r LEFT JOIN sources s ON r.source_run_id = s.run_id "
             "ORDER BY r.dataset, r.model, s.training, r.source_run_id, r.acquisition, r.seed, r.budget"
         ).df()
     finally:
