@@ -115,3 +115,20 @@ def test_the_class_balance_color_bar_runs_from_0_percent_and_is_white_at_the_uni
     low, high = sorted(image.colorbar.ax.get_ylim())
     assert low >= 0.0 and high == pytest.approx(40.0)
     assert image.norm(10.0) == pytest.approx(0.5)  # the middle (white) of RdBu_r
+
+
+def test_the_learning_curve_legend_lists_the_functions_of_every_panel(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from robustal.report.curves import plot_learning_curve_panels
+
+    saved = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, *args, **kwargs: saved.append(figure))
+    rows = pd.concat([
+        learning_curve_rounds(["random", "dre"]).assign(training="standard"),  # standard AL: fewer functions
+        learning_curve_rounds(["random", "dre", "kcenter", VARIANT]).assign(training="pgd"),
+    ]).rename(columns={"acquisition": "function"})  # fmt: skip
+    functions = ["random", "dre", VARIANT, "kcenter"]
+    plot_learning_curve_panels(rows, tmp_path / "curves.png", ["standard", "pgd"], ["standard", "robust"], functions)
+    (legend,) = saved[0].legends
+    assert [text.get_text() for text in legend.get_texts()] == functions

@@ -89,7 +89,10 @@ def plot_learning_curve_panels(
             axis.set_ylabel(f"{label} (%)")
     height = figure.get_figheight()
     top = 1.0 - (0.62 if title else 0.32) / height  # room for the title and the shared legend
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    # every function of every panel, once (standard AL may compare fewer functions than robust AL)
+    legend = {label: handle for axis in figure.axes for handle, label in zip(*axis.get_legend_handles_labels())}
+    labels = [name for name in functions if name in legend]
+    handles = [legend[name] for name in labels]
     legend_y = 1.0 - (0.38 if title else 0.02) / height
     figure.legend(
         handles, labels, loc="upper center", bbox_to_anchor=(0.5, legend_y), ncol=min(len(labels), 6),
