@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from robustal.data.image_cache import ImageFile, ImageListing, image_file, load_images
@@ -64,7 +65,9 @@ def class_root(path: Path) -> Path:
         return path
     others = sorted(entry.name for entry in subfolders(path) if entry.name not in SPLIT_FOLDERS)
     if others:
-        raise DataError(f"{path}: has train/ and also {', '.join(others)}/; with train/ only train/ and test/ are read: move the rest")
+        raise DataError(
+            f"{path}: has train/ and also {', '.join(others)}/; with train/ only train/ and test/ are read: move the rest"
+        )
     return path / "train"
 
 
@@ -96,7 +99,9 @@ def list_folder(path: Path) -> ImageListing:
             continue  # no test/: held out from train/
         unknown = sorted({entry.name for entry in subfolders(folder)} - set(classes))
         if unknown:
-            raise DataError(f"{folder}: class folder(s) {', '.join(unknown)} are not in {root}; every test class needs training images")
+            raise DataError(
+                f"{folder}: class folder(s) {', '.join(unknown)} are not in {root}; every test class needs training images"
+            )
         for label, name in enumerate(classes):
             if split != "test" or (folder / name).is_dir():  # a test/ folder may lack a class
                 files += class_files(folder / name, label, split, path)
@@ -152,7 +157,7 @@ def list_csv(path: Path) -> ImageListing:
     return ImageListing("csv", path, classes, places, files)
 
 
-def describe(name: str, kind: str, description: str, listing) -> DatasetInfo:
+def describe(name: str, kind: str, description: str, listing: Callable[[], ImageListing]) -> DatasetInfo:
     """The registry entry of an image-file dataset; `listing()` lists its files when it is loaded."""
     return DatasetInfo(
         name=name,
