@@ -17,6 +17,7 @@ import pytest
 import scipy.io
 import torch
 import yaml
+from PIL import Image
 
 from conftest import cifar_batches, svhn_arrays, write_cifar_archive
 from run_helpers import tiny_settings
@@ -177,6 +178,40 @@ def test_svhn_mat(tmp_path):
         decode_file("svhn", path)
 
     assert_most_refused(assert_fails_cleanly(path, load, decode))
+
+
+def image_folder(folder: Path) -> Path:
+    """Two classes of three small PNG images each, and ``list.csv`` listing them."""
+    rng = np.random.default_rng(0)
+    lines = ["path,label"]
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for number in range(3):
+            Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(folder / label / f"{number}.png")
+            lines.append(f"{label}/{number}.png,{label}")
+    (folder / "list.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_image_files_and_csv_lists(tmp_path):
+    """A damaged image is skipped and named, never a crash; a damaged CSV list is refused or read."""
+    folder = image_folder(tmp_path / "images")
+    damaged = folder / "a" / "0.png"
+
+    def load_folder():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_dataset(f"folder:{folder}", tmp_path / "root", 8)
+        if any(f"skipped 1 unreadable image file(s): a/0.png (" in str(warning.message) for warning in caught):
+            raise DataError("skipped")  # counted as refused: the damage was noticed and named
+
+    def load_csv():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged path names a missing file: skipped with a warning
+            return load_dataset(f"csv:{folder / 'list.csv'}", tmp_path / "root", 8)
+
+    assert_most_refused(assert_fails_cleanly(damaged, load_folder))
+    assert assert_fails_cleanly(folder / "list.csv", load_csv) > 0
 
 
 @pytest.fixture

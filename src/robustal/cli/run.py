@@ -116,7 +116,9 @@ def run_command(
             show_default="none",
         )
     ] = None,
-    dataset: Annotated[Optional[str], setting_option("dataset", "dataset name (see `robustal data list`)")] = None,
+    dataset: Annotated[
+        Optional[str], setting_option("dataset", "dataset name (see `robustal data list`), a .npz path, folder:PATH or csv:FILE.csv")
+    ] = None,
     model: Annotated[Optional[str], setting_option("model", "architecture")] = None,
     acquisition: Annotated[Optional[str], setting_option("acquisition", "acquisition function")] = None,
     acquisition_option: Annotated[

@@ -1,7 +1,8 @@
 """Datasets: a registry of loaders returning in-memory uint8 splits (train / validation / test).
 
 Registered: ``digits`` (bundled), ``mnist``, ``fashion-mnist``, ``svhn``, ``cifar10``; a path
-to a ``.npz`` file names a user's dataset (see `robustal.data.npz`). Downloads with checksums:
+to a ``.npz`` file names a user's dataset (see `robustal.data.npz`), and so do ``folder:PATH``
+and ``csv:FILE.csv`` for image files (see `robustal.data.folder`). Downloads with checksums:
 `robustal.data.download`; training augmentation: `robustal.data.augment`.
 
 >>> from robustal.data import load_dataset
@@ -10,6 +11,7 @@ to a ``.npz`` file names a user's dataset (see `robustal.data.npz`). Downloads w
 
 from robustal.data import cifar as _cifar  # noqa: F401  (registers "cifar10")
 from robustal.data import digits as _digits  # noqa: F401  (registers "digits")
+from robustal.data import folder as _folder  # noqa: F401  (lets "folder:PATH" and "csv:FILE" name datasets)
 from robustal.data import mnist as _mnist  # noqa: F401  (registers "mnist", "fashion-mnist")
 from robustal.data import npz as _npz  # noqa: F401  (lets ".npz" paths name datasets)
 from robustal.data import svhn as _svhn  # noqa: F401  (registers "svhn")
@@ -21,6 +23,7 @@ from robustal.data.registry import (
     dataset_info,
     load_dataset,
     register_dataset,
+    register_dataset_scheme,
     register_file_format,
 )
 
@@ -32,6 +35,7 @@ __all__ = [
     "dataset_info",
     "load_dataset",
     "register_dataset",
+    "register_dataset_scheme",
     "register_file_format",
     "resize_images",
     "resolve_data_root",
