@@ -90,6 +90,18 @@ def test_models_without_batchnorm_or_untraceable_are_attacked_as_they_are():
     assert fold_batchnorm(untraceable) is untraceable
 
 
+def test_a_failure_while_rewriting_a_traced_model_is_not_hidden(monkeypatch):
+    # only "torch.fx cannot trace this model" means "attack it unfolded"; a bug in the rewrite surfaces
+    import robustal.runtime
+
+    def broken(module):
+        raise ValueError("rewrite bug")
+
+    monkeypatch.setattr(robustal.runtime, "fuse_conv_relu_pool", broken)
+    with pytest.raises(ValueError, match="rewrite bug"):
+        fold_batchnorm(model_with_batchnorm_statistics("small_cnn", 1, 8))
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_folding_attack_leaves_mode_statistics_and_gradients_alone(training, digits):
     model = model_with_batchnorm_statistics("small_cnn", 1, 8)

@@ -142,8 +142,8 @@ class _FoldedBatchNorm:
     every `current()` call, so the view always computes the model's present eval-mode function.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.module = fx.symbolic_trace(model)  # leaves are the model's own modules
+    def __init__(self, traced: fx.GraphModule) -> None:
+        self.module = traced  # leaves are the model's own modules
         modules = dict(self.module.named_modules())
         self.pairs: list[tuple[nn.Conv2d, nn.Conv2d, nn.BatchNorm2d]] = []
         for node in list(self.module.graph.nodes):
@@ -210,9 +210,11 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """
     if model not in _FOLDED_VIEWS:
         try:
-            view = _FoldedBatchNorm(model)
-        except Exception:  # noqa: BLE001 - untraceable (data-dependent control flow): no folding
-            view = None
+            traced = fx.symbolic_trace(model)
+        except Exception:  # noqa: BLE001 - torch.fx cannot trace it (data-dependent control flow...): no folding
+            traced = None
+        # only tracing may fail quietly: an error while rewriting the traced graph is a bug and surfaces
+        view = _FoldedBatchNorm(traced) if traced is not None else None
         _FOLDED_VIEWS[model] = view if view is not None and view.pairs else None
     view = _FOLDED_VIEWS[model]
     return model if view is None else view.current()
