@@ -11,7 +11,7 @@ import argparse
 import pandas as pd
 
 from robustal.experiments import retraining_results
-from robustal.report.results import BASELINE, FUNCTION, load_study_results
+from robustal.report.results import BASELINE, FUNCTION, function_label, load_study_results
 from robustal.report.stats import run_scores
 
 ACCURACY_ORIENTED = ("entropy", "margin", "least_confidence")
@@ -38,6 +38,8 @@ def scores_with_autoattack(results) -> pd.DataFrame:
 def claims(scores: pd.DataFrame, dataset: str) -> list[str]:
     rows = scores[scores["dataset"] == dataset]
     standard, robust = rows[rows["training"] == "standard"], rows[rows["training"] == "pgd"]
+    if BASELINE not in set(robust[FUNCTION]):
+        return [f"\n### {dataset}: no finished robust AL run of {BASELINE} yet"]
     by_function = robust.groupby(FUNCTION)
     means = by_function[["final_robust_accuracy", "area_robust_accuracy", "final_clean_accuracy", "autoattack"]].mean()
     random = means.loc[BASELINE]
@@ -84,13 +86,13 @@ def claims(scores: pd.DataFrame, dataset: str) -> list[str]:
 def retraining_claim(frame: pd.DataFrame) -> list[str]:
     if frame.empty:
         return ["\nNo retraining jobs finished."]
+    frame = frame.assign(function=[function_label(a, o) for a, o in zip(frame["acquisition"], frame["acquisition_options"])])
+    functions = sorted(frame["function"].unique())
     lines = ["\n### Retraining (test selection): robustness gain after fine-tuning, points\n",
-             "| dataset | budget | " + " | ".join(sorted(frame["acquisition"].unique())) + " |"]  # fmt: skip
-    lines.append("|---|---:|" + "---:|" * frame["acquisition"].nunique())
-    frame = frame.assign(function=frame["acquisition"])
+             "| dataset | budget | " + " | ".join(functions) + " |", "|---|---:|" + "---:|" * len(functions)]  # fmt: skip
     for (dataset, budget), rows in frame.groupby(["dataset", "budget"]):
         gains = rows.groupby("function")["robust_gain"].mean()
-        lines.append(f"| {dataset} | {budget} | " + " | ".join(f"{100 * gains.get(f, float('nan')):+.2f}" for f in sorted(frame["function"].unique())) + " |")
+        lines.append(f"| {dataset} | {budget} | " + " | ".join(f"{100 * gains.get(f, float('nan')):+.2f}" for f in functions) + " |")
     return lines
 
 

@@ -157,6 +157,19 @@ def test_adversarial_fine_tuning_raises_robust_accuracy_of_a_standard_model(star
     assert standard.robust_gain < robust.robust_gain - 0.1
 
 
+def test_fine_tuning_is_adversarial_also_from_a_run_with_the_paper_warm_up(digits, tmp_path):
+    # a source run of the paper preset trained round 0 with standard training (warm_up): the
+    # fine-tune, one fit of a new learner, must not take that for its own warm-up
+    config = make_config(
+        dataset="digits", training="standard", warm_up="standard", initial=300, per_round=300, budget=300, epochs=10,
+        batch_size=50, eps=0.2, step_size=0.05, train_steps=5, eval_steps=10, validation_size=100, test_size=100,
+    )  # fmt: skip
+    run_active_learning(config, tmp_path, dataset=digits)
+    settings = dict(checkpoint=str(tmp_path), acquisition="random", budgets="90", epochs=4, validation_size=100)
+    row = run_retraining(make_retrain_config(**settings), dataset=digits).iloc[0]
+    assert row.robust_accuracy_after > row.robust_accuracy_before + 0.15
+
+
 def test_resume_skips_finished_budgets_and_gives_the_numbers_of_one_run(start_run, digits, tmp_path):
     config = make_retrain_config(checkpoint=str(start_run), acquisition="random", budgets="20,40", **FAST)
     reference = run_retraining(config, dataset=digits)

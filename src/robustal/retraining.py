@@ -304,6 +304,7 @@ class RetrainingProblem:
             "acquisition": self.config.acquisition,
             "acquisition_options": self.config.acquisition_options,
             "training": self.config.training,
+            "warm_up": "same",  # a fine-tune is one fit with the retraining regime, never a warm-up
             "retrain_from_scratch": False,
             "seed": derive_seed(self.config.seed, *purpose),
             "device": self.config.device,

@@ -312,10 +312,13 @@ def test_invalid_retraining_fails_before_anything_runs(retrain, message):
 def test_the_report_shows_the_gains_of_the_study_s_retraining_jobs(study, tmp_path):
     from report.html_tables import parse_page  # tests/report/html_tables.py
     from robustal.report import write_report
+    from robustal.report.results import function_label
 
     _, out, _ = study
     page = parse_page(write_report(out, tmp_path / "report").read_text())
     results = retraining_results(out)
+    # rows are functions with their options, as the report labels them ("dre (quota=paper)")
+    results["acquisition"] = [function_label(a, o) for a, o in zip(results["acquisition"], results["acquisition_options"])]
     for index, (training, rows) in enumerate(results.groupby("training", sort=False)):
         table = next(t for t in page.tables.values() if t.caption and f"{training} training" in t.caption
                      and t.head[0][0].text == "function")  # fmt: skip

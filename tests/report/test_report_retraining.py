@@ -24,7 +24,8 @@ def retraining_rows() -> pd.DataFrame:
             before = 0.30 + 0.01 * seed
             rows.append(dict(
                 source_run_id=f"source{seed}", dataset="digits", model="small_cnn", training="pgd",
-                acquisition=acquisition, budget=budget, seed=seed, clean_before=0.90, robust_before=before,
+                acquisition=acquisition, acquisition_options="{}", budget=budget, seed=seed, clean_before=0.90,
+                robust_before=before,
                 clean_after=0.91, robust_after=before + gain, robust_gain=gain,
             ))  # fmt: skip
     return pd.DataFrame(rows)
@@ -45,6 +46,17 @@ def test_gains_per_function_and_budget_are_mean_and_std_over_seeds_with_the_best
     assert "Robustness before retraining: 30.50 ± 0.71 % over 2 model(s)" in caption
     assert page.images == ["figures/retraining_gain.png"]
     assert (tmp_path / "figures" / "retraining_gain.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_function_with_options_is_its_own_row(tmp_path):
+    rows = retraining_rows()
+    variant = rows[rows["acquisition"] == "dre"].assign(
+        acquisition_options='{"quota": "proportional"}', robust_gain=0.5, robust_after=0.8
+    )
+    table = parse_page("\n".join(retraining_section(pd.concat([rows, variant]), tmp_path))).tables["retraining-0"]
+    assert [row[0].text for row in table.body] == ["random", "dre", "dre (quota=proportional)"]
+    assert [cell.text for cell in table.row("dre")[1:]] == ["+3.50 ± 2.12 (n=2)", "+7.00 ± 1.41 (n=2)"]
+    assert [cell.text for cell in table.row("dre (quota=proportional)")[1:]] == ["+50.00 ± 0.00 (n=2)"] * 2
 
 
 @pytest.mark.parametrize("rows", [None, pd.DataFrame()])

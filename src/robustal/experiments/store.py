@@ -69,7 +69,7 @@ RUN_COLUMNS = ("run_id", "dataset", "model", "acquisition", "training", "seed")
 # `training` is the source run's regime; accuracies are fractions; robust_gain = robust_after - robust_before
 RETRAINING_COLUMNS = {
     "source_run_id": "object", "dataset": "object", "model": "object", "training": "object", "acquisition": "object",
-    "budget": "int64", "seed": "int64", "clean_before": "float64", "robust_before": "float64",
+    "acquisition_options": "object", "budget": "int64", "seed": "int64", "clean_before": "float64", "robust_before": "float64",
     "clean_after": "float64", "robust_after": "float64", "robust_gain": "float64",
 }  # fmt: skip
 RETRAINING_STATUS_COLUMNS = (
@@ -578,8 +578,9 @@ def retraining_status(study_dir: str | os.PathLike) -> pd.DataFrame:
 def retraining_results(study_dir: str | os.PathLike) -> pd.DataFrame:
     """The retraining jobs' results: one row per source run, acquisition function, budget and seed.
 
-    Columns (exactly): ``source_run_id, dataset, model, training, acquisition, budget, seed,
-    clean_before, robust_before, clean_after, robust_after, robust_gain``. ``training`` is the
+    Columns (exactly): ``source_run_id, dataset, model, training, acquisition, acquisition_options,
+    budget, seed, clean_before, robust_before, clean_after, robust_after, robust_gain``
+    (``acquisition_options``: the job's options as JSON, e.g. ``{"quota": "paper"}``). ``training`` is the
     source run's regime (the fine-tuning regime is the job's ``training`` setting), ``budget``
     the number of labels added, ``seed`` the retraining seed; accuracies are fractions on the
     evaluation split and ``robust_gain = robust_after - robust_before``. Every budget on disk is
@@ -599,15 +600,24 @@ def retraining_results(study_dir: str | os.PathLike) -> pd.DataFrame:
         [{"run_id": run_id, "training": settings.get("training")} for run_id, settings in runs.items()],
         schema=pa.schema([("run_id", pa.string()), ("training", pa.string())]),
     )
+    jobs = pa.Table.from_pylist(
+        [
+            {"job_id": job_id, "options": json.dumps(entry.get("acquisition_options") or {}, sort_keys=True)}
+            for job_id, entry in read_retraining_manifest(study_dir).items()
+        ],
+        schema=pa.schema([("job_id", pa.string()), ("options", pa.string())]),
+    )
     connection = duckdb.connect()
     try:
         connection.register("sources", sources)
+        connection.register("jobs", jobs)
         connection.register("files", files)
         frame = connection.execute(
-            "SELECT r.source_run_id, r.dataset, r.model, s.training, r.acquisition, r.budget, r.seed, "
+            "SELECT r.source_run_id, r.dataset, r.model, s.training, r.acquisition, "
+            "coalesce(j.options, '{}') AS acquisition_options, r.budget, r.seed, "
             "r.clean_accuracy_before AS clean_before, r.robust_accuracy_before AS robust_before, "
             "r.clean_accuracy_after AS clean_after, r.robust_accuracy_after AS robust_after, r.robust_gain "
-            "FROM files r LEFT JOIN sources s ON r.source_run_id = s.run_id "
+            "FROM files r LEFT JOIN sources s ON r.source_run_id = s.run_id LEFT JOIN jobs j ON r.run_id = j.job_id "
             "ORDER BY r.dataset, r.model, s.training, r.source_run_id, r.acquisition, r.seed, r.budget"
         ).df()
     finally:

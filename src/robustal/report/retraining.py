@@ -15,7 +15,7 @@ from robustal.errors import ConfigError
 from robustal.experiments import RETRAINING_COLUMNS
 from robustal.report.figures import plot_retraining_gains
 from robustal.report.markup import figure, figure_file, heading, paragraph
-from robustal.report.results import group_title, ordered_functions
+from robustal.report.results import function_label, group_title, ordered_functions
 from robustal.report.stats import summarise
 from robustal.report.tables import Cell, format_mean_std, marked_column, mean_std_entry, render_table, row_or_none
 
@@ -32,7 +32,9 @@ def retraining_summary(frame: pd.DataFrame) -> pd.DataFrame:
             f"retraining results lack the columns {', '.join(missing)}; expected {', '.join(RETRAINING_COLUMNS)}"
         )
     metrics = ["clean_before", "robust_before", "clean_after", "robust_after", "robust_gain"]
-    return summarise(frame, [*PANEL_KEYS, "acquisition", "budget"], metrics)
+    # a function with options (dre with either quota) is its own row
+    labels = [function_label(name, options) for name, options in zip(frame["acquisition"], frame["acquisition_options"])]
+    return summarise(frame.assign(acquisition=labels), [*PANEL_KEYS, "acquisition", "budget"], metrics)
 
 
 def retraining_section(frame: pd.DataFrame | None, out_dir: str | os.PathLike) -> list[str]:
