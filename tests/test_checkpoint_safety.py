@@ -88,3 +88,17 @@ def test_checkpoint_of_another_run_is_refused_before_use(finished_run, tmp_path,
     other = make_config(**tiny_settings(budget=60, epochs=1, seed=1))
     with pytest.raises(ConfigError, match="holds run"):
         run_active_learning(other, out, dataset=digits)
+
+
+def test_rerunning_a_finished_run_repairs_a_damaged_rounds_file(finished_run, tmp_path, digits):
+    import pandas as pd
+
+    from robustal.loop import ROUNDS_FILE
+
+    out, config, result = finished_run
+    copy = _copy_run(out, tmp_path / "run")
+    data = (copy / ROUNDS_FILE).read_bytes()
+    (copy / ROUNDS_FILE).write_bytes(data[: len(data) // 2])
+    run_active_learning(config, copy, dataset=digits)  # finished: nothing to train, the rounds are rewritten
+    rounds = pd.read_parquet(copy / ROUNDS_FILE)
+    assert rounds["robust_accuracy"].tolist() == [r.robust_accuracy for r in result.records]

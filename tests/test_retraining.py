@@ -248,3 +248,14 @@ def test_validation_errors_read_the_same_for_runs_and_retraining():
         make_retrain_config(checkpoint="runs/x", budgets="5", epochs=0)
     with pytest.raises(ConfigError, match=r"^invalid run settings: budget \(10\) must be at least the initial"):
         make_config(budget=10, initial=20)  # a model-level problem: no setting name in front
+
+
+def test_a_damaged_results_file_is_set_aside_and_the_budgets_computed_again(start_run, digits, tmp_path):
+    config = make_retrain_config(checkpoint=str(start_run), acquisition="random", budgets="30", epochs=1, validation_size=50)
+    first = run_retraining(config, tmp_path, dataset=digits)
+    data = (tmp_path / RESULTS_FILE).read_bytes()
+    (tmp_path / RESULTS_FILE).write_bytes(data[: len(data) // 3])
+    with pytest.warns(UserWarning, match="computing every budget again"):
+        again = run_retraining(config, tmp_path, dataset=digits)
+    assert (tmp_path / (RESULTS_FILE + ".damaged")).exists()
+    assert again["robust_accuracy_after"].tolist() == first["robust_accuracy_after"].tolist()

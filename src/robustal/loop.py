@@ -319,6 +319,10 @@ def run_active_learning(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         records = _resume(out, config, learner)
+        if records:
+            # the checkpoint holds every finished round: rewrite them, so a damaged rounds.parquet is repaired
+            frame = records_frame(config, records)
+            atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
         if records and on_resume is not None:
             on_resume(records)
         payload = {"run_id": config.run_id(), "config": config.model_dump(), "versions": versions()}

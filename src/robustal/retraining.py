@@ -35,6 +35,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -489,8 +490,15 @@ def _resume(out: Path, problem: RetrainingProblem) -> dict[int, BudgetRecord]:
     if not (out / RESULTS_FILE).exists():
         return {}
     names = [name for name in BudgetRecord.__dataclass_fields__]
+    try:
+        rows = pd.read_parquet(out / RESULTS_FILE)[names].to_dict("records")
+    except Exception as error:  # noqa: BLE001 - damaged or not ours: keep it aside, compute the budgets again
+        damaged = out / (RESULTS_FILE + ".damaged")
+        os.replace(out / RESULTS_FILE, damaged)
+        warnings.warn(f"cannot read {out / RESULTS_FILE} ({error}); moved it to {damaged}, computing every budget again", stacklevel=2)
+        return {}
     records = {}
-    for row in pd.read_parquet(out / RESULTS_FILE)[names].to_dict("records"):
+    for row in rows:
         row["selected"] = [int(i) for i in row["selected"]]
         record = BudgetRecord(**row)
         records[int(record.budget)] = record
