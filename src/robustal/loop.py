@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -400,10 +401,10 @@ def _save_round(out: Path, config: RunConfig, learner: ActiveLearner, records: l
     frame = records_frame(config, records)
     atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
     state = {**learner.state(), "run_id": config.run_id(), "records": [asdict(r) for r in records]}
+    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
     if config.keep_round_checkpoints:  # this round's model stays available (robustal evaluate --round)
         kept = out / round_checkpoint_name(len(records) - 1)
-        atomic_write(kept, lambda p: torch.save(state, p))
-    atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
+        atomic_write(kept, lambda p: shutil.copyfile(out / CHECKPOINT_FILE, p))  # serialised once
 
 
 def round_checkpoint_name(round_number: int) -> str:
@@ -450,6 +451,16 @@ def _resume(out: Path, config: RunConfig, learner: ActiveLearner) -> list[RoundR
     return [RoundRecord(**record) for record in state["records"]]
 
 
+def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    """The settings of the run at `run_dir`, from its ``config.json``; a `DataError` naming the
+    file when it is missing, damaged or holds settings this version rejects."""
+    config_file = Path(run_dir) / CONFIG_FILE
+    try:
+        return RunConfig(**json.loads(config_file.read_text())["config"])
+    except Exception as error:  # missing, not JSON, or settings this version rejects
+        raise DataError(f"cannot read the run settings {config_file}: {error}") from None
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Classifier, RunConfig, dict]:
     """The trained model, the config and the raw state of a run directory or its ``checkpoint.pt``.
 
@@ -462,10 +473,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Class
         raise ConfigError(f"no checkpoint at {checkpoint}: pass a run directory written by `robustal run --out`")
     state = read_checkpoint(checkpoint, device)
     config_file = checkpoint.parent / CONFIG_FILE
-    try:
-        config = RunConfig(**json.loads(config_file.read_text())["config"])
-    except Exception as error:  # missing, not JSON, or settings this version rejects
-        raise DataError(f"cannot read the run settings {config_file}: {error}") from None
+    config = read_run_config(checkpoint.parent)
     if state["run_id"] != config.run_id():
         raise DataError(f"{checkpoint} holds run {state['run_id']}, but {config_file} describes run {config.run_id()}")
     try:

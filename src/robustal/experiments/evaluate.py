@@ -27,7 +27,7 @@ from robustal.experiments.store import (
     run_state,
     write_json,
 )
-from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, round_checkpoint_name
+from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, read_run_config, round_checkpoint_name
 
 def evaluation_file(run_dir: Path, attacks: tuple[str, ...], samples: int, round_number: int | None = None) -> Path:
     """Where the evaluation of `attacks` on `samples` test points of the run at `run_dir` (its
@@ -93,7 +93,11 @@ def evaluate_run(
         kept = ", ".join(map(str, kept_rounds(run_dir))) or "none (run with --keep-round-checkpoints to keep them)"
         what = "checkpoint" if round_number is None else f"checkpoint of round {round_number} (kept rounds: {kept})"
         raise ConfigError(f"no {what} in {run_dir}: evaluate needs a run directory written by `robustal run --out`")
-    config = _run_config(run_dir)
+    config = read_run_config(run_dir)
+    # an evaluation already on disk is returned without loading the dataset
+    known = samples or config.test_size
+    if known is not None and (target := evaluation_file(run_dir, attacks, known, round_number)).exists():
+        return read_json(target), False
     dataset = load_dataset(config.dataset, data_root or config.data_root, config.image_size)
     available = len(dataset.test)
     samples = samples or min(config.test_size or available, available)
@@ -122,15 +126,6 @@ def evaluate_run(
     }
     write_json(target, payload)
     return payload, True
-
-
-def _run_config(run_dir: Path):
-    from robustal.config import RunConfig
-
-    try:
-        return RunConfig(**read_json(run_dir / CONFIG_FILE)["config"])
-    except Exception as error:  # missing, damaged, or settings this version rejects
-        raise RobustALError(f"cannot read the run settings {run_dir / CONFIG_FILE}: {error}") from None
 
 
 def _versions() -> dict[str, str]:
