@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "robustal"
 # lowest first; modules on one line are one layer and may import each other
 LAYERS = [
     ("robustal", "errors"),
-    ("seeding", "kernels", "outputs"),
+    ("seeding", "kernels", "outputs", "rundir"),
     ("runtime",),
     ("data",),
     ("models",),

@@ -9,7 +9,6 @@ resumes from its checkpoint when interrupted.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -18,12 +17,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from robustal import __version__
 from robustal.acquisition import AcquisitionFunction, PoolContext, build_acquisition
 from robustal.acquisition.scoring import entropy, predict_probabilities
 from robustal.attacks import PGD
@@ -32,13 +31,19 @@ from robustal.data import ImageDataset, Split, load_dataset
 from robustal.errors import ConfigError, DataError, PoolExhaustedError
 from robustal.evaluation import Metrics, evaluate
 from robustal.models import Classifier, build_model
+from robustal.rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    RecordFile,
+    atomic_write,
+    read_config,
+    round_checkpoint_name,
+    write_config,
+)
 from robustal.runtime import autocast, prepare_model, select_device
 from robustal.seeding import derive_seed, numpy_rng, torch_generator
 from robustal.training import FitResult, TrainingRegime, build_regime, fit, make_optimizer
 
-ROUNDS_FILE = "rounds.parquet"
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 ENTROPY_BINS = 20  # equal bins over [0, ln(classes)] of the entropy histograms of each round
 ENTROPY_POOL_SAMPLE = 5000  # pool images whose entropies are histogrammed each round (a seeded sample)
 
@@ -217,12 +222,26 @@ class RunResult:
         """The records as a pandas DataFrame (one row per round, with the run's identity)."""
         return records_frame(self.config, self.records)
 
+    def summary(self) -> dict[str, Any]:
+        """What ``done.json`` of a finished run says: rounds, final metrics, seconds."""
+        last = self.records[-1]
+        return {
+            "run_id": self.config.run_id(),
+            "rounds": len(self.records),
+            "labeled": last.labeled,
+            "clean_accuracy": last.clean_accuracy,
+            "robust_accuracy": last.robust_accuracy,
+            "seconds": sum(r.train_seconds + r.select_seconds + r.eval_seconds for r in self.records),
+        }
 
-def records_frame(config: RunConfig, records: list[RoundRecord]):
-    """One row per round: identity columns (dataset, model, ...) then the record's fields."""
-    import pandas as pd
 
-    identity = {
+ROUNDS = RecordFile("rounds.parquet", RoundRecord)  # one row per finished round of a run
+ROUNDS_FILE = ROUNDS.name
+
+
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """The columns that lead every row of a run's records: its id and what a table groups by."""
+    return {
         "run_id": config.run_id(),
         "dataset": config.dataset,
         "model": config.model_name,
@@ -230,7 +249,11 @@ def records_frame(config: RunConfig, records: list[RoundRecord]):
         "training": config.training,
         "seed": config.seed,
     }
-    return pd.DataFrame([{**identity, **asdict(record)} for record in records])
+
+
+def records_frame(config: RunConfig, records: list[RoundRecord]):
+    """One row per round: identity columns (dataset, model, ...) then the record's fields."""
+    return ROUNDS.frame(run_identity(config), records)
 
 
 def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearner, PGD]:
@@ -277,25 +300,6 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
     return ActiveLearner(model, dataset.train.images, acquisition, plan, device, config.seed), eval_attack
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write `path` by `write(temporary)` then a rename, so readers never see a partial file.
-
-    The temporary name is unique (process id and a random token), so that two writers of the
-    same path never write into each other's temporary file; it is removed if `write` fails.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def versions() -> dict[str, str]:
-    """Versions of robustal and the libraries that determine numbers."""
-    return {"robustal": __version__, "torch": torch.__version__, "numpy": np.__version__}
-
-
 def run_active_learning(
     config: RunConfig,
     out_dir: str | os.PathLike | None = None,
@@ -322,12 +326,10 @@ def run_active_learning(
         records = _resume(out, config, learner)
         if records:
             # the checkpoint holds every finished round: rewrite them, so a damaged rounds.parquet is repaired
-            frame = records_frame(config, records)
-            atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
+            ROUNDS.write(out, run_identity(config), records)
         if records and on_resume is not None:
             on_resume(records)
-        payload = {"run_id": config.run_id(), "config": config.model_dump(), "versions": versions()}
-        atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
+        write_config(out, ActiveLearningJob.kind, config.run_id(), config)
 
     while True:
         labeled = len(learner.labeled_indices)
@@ -398,18 +400,12 @@ def entropy_histograms(learner: ActiveLearner, selected: np.ndarray, round_numbe
 
 def _save_round(out: Path, config: RunConfig, learner: ActiveLearner, records: list[RoundRecord]) -> None:
     # rounds first, checkpoint last: a checkpoint always has its rounds on disk
-    frame = records_frame(config, records)
-    atomic_write(out / ROUNDS_FILE, lambda p: frame.to_parquet(p, index=False))
+    ROUNDS.write(out, run_identity(config), records)
     state = {**learner.state(), "run_id": config.run_id(), "records": [asdict(r) for r in records]}
     atomic_write(out / CHECKPOINT_FILE, lambda p: torch.save(state, p))
     if config.keep_round_checkpoints:  # this round's model stays available (robustal evaluate --round)
         kept = out / round_checkpoint_name(len(records) - 1)
         atomic_write(kept, lambda p: shutil.copyfile(out / CHECKPOINT_FILE, p))  # serialised once
-
-
-def round_checkpoint_name(round_number: int) -> str:
-    """The file name of round `round_number`'s checkpoint, kept with ``keep_round_checkpoints``."""
-    return f"checkpoint-round-{round_number:02d}.pt"
 
 
 def read_checkpoint(checkpoint: Path, device: str | torch.device = "cpu") -> dict:
@@ -454,11 +450,11 @@ def _resume(out: Path, config: RunConfig, learner: ActiveLearner) -> list[RoundR
 def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
     """The settings of the run at `run_dir`, from its ``config.json``; a `DataError` naming the
     file when it is missing, damaged or holds settings this version rejects."""
-    config_file = Path(run_dir) / CONFIG_FILE
+    payload = read_config(Path(run_dir))
     try:
-        return RunConfig(**json.loads(config_file.read_text())["config"])
-    except Exception as error:  # missing, not JSON, or settings this version rejects
-        raise DataError(f"cannot read the run settings {config_file}: {error}") from None
+        return RunConfig(**payload["config"])
+    except Exception as error:  # settings this version rejects
+        raise DataError(f"cannot read the run settings {Path(run_dir) / CONFIG_FILE}: {error}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Classifier, RunConfig, dict]:
@@ -482,3 +478,39 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Class
     except Exception as error:
         raise DataError(f"{checkpoint} does not hold a model robustal can rebuild: {error}") from None
     return model.to(device), config, state
+
+
+@dataclass(frozen=True)
+class ActiveLearningJob:
+    """An active-learning run as a job (`robustal.rundir.Job`): its steps are rounds."""
+
+    kind: ClassVar[str] = "run"
+    records: ClassVar[RecordFile] = ROUNDS
+    config: RunConfig
+
+    @property
+    def job_id(self) -> str:
+        return self.config.run_id()
+
+    @property
+    def steps(self) -> int:
+        return self.config.rounds + 1
+
+    def is_done(self, job_dir: Path) -> bool:
+        return True  # a finished run has every round of its settings (they are its id)
+
+    def run(self, job_dir: Path, root: Path | None = None) -> dict[str, Any]:
+        return run_active_learning(self.config, job_dir).summary()
+
+    def rebuild_records(self, job_dir: Path) -> bool:
+        checkpoint = job_dir / CHECKPOINT_FILE
+        if not checkpoint.exists():
+            return False
+        try:
+            state = read_checkpoint(checkpoint)
+        except DataError:  # the run starts over: the loop sets the damaged checkpoint aside
+            return False
+        if state["run_id"] != self.config.run_id():
+            return False
+        ROUNDS.write(job_dir, run_identity(self.config), [RoundRecord(**record) for record in state["records"]])
+        return True

@@ -35,11 +35,10 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -52,19 +51,10 @@ from robustal.config import MAX_BATCH_SIZE, MAX_REPEATS, RunConfig, check_pixel_
 from robustal.data import ImageDataset, Split, load_dataset
 from robustal.errors import ConfigError, DataError, unknown_name_error
 from robustal.evaluation import Metrics, evaluate
-from robustal.loop import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    ActiveLearner,
-    atomic_write,
-    build_learner,
-    load_checkpoint,
-    versions,
-)
+from robustal.loop import ActiveLearner, build_learner, load_checkpoint
+from robustal.rundir import CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, RecordFile, read_config, read_json, write_config
 from robustal.seeding import derive_seed, torch_generator
 from robustal.training import TRAINING_REGIMES
-
-RESULTS_FILE = "results.parquet"
 
 # Settings that say where or how fast retraining happens, or which budgets are wanted: not part
 # of the id (every budget's row is determined by the id and the budget, so budgets can be added
@@ -413,10 +403,14 @@ def retrain_budget(problem: RetrainingProblem, budget: int, before: Metrics) -> 
     return record, learner
 
 
-def records_frame(problem: RetrainingProblem, records: list[BudgetRecord]) -> pd.DataFrame:
-    """One row per budget: identity columns (run id, source run, dataset, ...) then the record's fields."""
+RESULTS = RecordFile("results.parquet", BudgetRecord)  # one row per finished budget of a retraining job
+RESULTS_FILE = RESULTS.name
+
+
+def retraining_identity(problem: RetrainingProblem) -> dict[str, Any]:
+    """The columns that lead every row of a retraining job's records (run id, source run, dataset, ...)."""
     config = problem.config
-    identity = {
+    return {
         "run_id": config.run_id(),
         "source_run_id": problem.source_run_id,
         "dataset": problem.source_config.dataset,
@@ -425,7 +419,11 @@ def records_frame(problem: RetrainingProblem, records: list[BudgetRecord]) -> pd
         "training": config.training,
         "seed": config.seed,
     }
-    return pd.DataFrame([{**identity, **asdict(record)} for record in records])
+
+
+def records_frame(problem: RetrainingProblem, records: list[BudgetRecord]) -> pd.DataFrame:
+    """One row per budget: identity columns (run id, source run, dataset, ...) then the record's fields."""
+    return RESULTS.frame(retraining_identity(problem), records)
 
 
 def run_retraining(
@@ -449,14 +447,7 @@ def run_retraining(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         done = _resume(out, problem)
-        payload = {
-            "kind": "retrain",
-            "run_id": config.run_id(),
-            "source_run_id": problem.source_run_id,
-            "config": config.model_dump(),
-            "versions": versions(),
-        }
-        atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(payload, indent=2)))
+        write_config(out, RetrainingJob.kind, config.run_id(), config, source_run_id=problem.source_run_id)
 
     todo = [budget for budget in problem.budgets() if budget not in done]
     if todo:
@@ -470,36 +461,70 @@ def run_retraining(
             record, _ = retrain_budget(problem, budget, before)
             done[budget] = record
             if out is not None:
-                frame = records_frame(problem, [done[key] for key in sorted(done)])
-                atomic_write(out / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
+                RESULTS.write(out, retraining_identity(problem), [done[key] for key in sorted(done)])
             if on_budget is not None:
                 on_budget(record)
     return records_frame(problem, [done[budget] for budget in problem.budgets()])
 
 
 def _resume(out: Path, problem: RetrainingProblem) -> dict[int, BudgetRecord]:
-    stored = out / CONFIG_FILE
-    if not stored.exists():
+    if not (out / CONFIG_FILE).exists():
         return {}
-    payload = json.loads(stored.read_text())
+    payload = read_config(out)
     if payload.get("run_id") != problem.config.run_id() or payload.get("source_run_id") != problem.source_run_id:
         raise ConfigError(
             f"{out} holds retraining run {payload.get('run_id')} of checkpoint run {payload.get('source_run_id')}, not "
             f"this configuration ({problem.config.run_id()} of {problem.source_run_id}); choose another --out or delete it"
         )
-    if not (out / RESULTS_FILE).exists():
-        return {}
-    names = [name for name in BudgetRecord.__dataclass_fields__]
     try:
-        rows = pd.read_parquet(out / RESULTS_FILE)[names].to_dict("records")
-    except Exception as error:  # noqa: BLE001 - damaged or not ours: keep it aside, compute the budgets again
-        damaged = out / (RESULTS_FILE + ".damaged")
-        os.replace(out / RESULTS_FILE, damaged)
-        warnings.warn(f"cannot read {out / RESULTS_FILE} ({error}); moved it to {damaged}, computing every budget again", stacklevel=2)
+        records = RESULTS.read(out)
+    except DataError as error:  # damaged or not ours: keep it aside, compute the budgets again
+        RESULTS.set_aside(out, f"{error}; computing every budget again")
         return {}
-    records = {}
-    for row in rows:
-        row["selected"] = [int(i) for i in row["selected"]]
-        record = BudgetRecord(**row)
-        records[int(record.budget)] = record
-    return records
+    return {int(record.budget): record for record in records}
+
+
+def retraining_summary(config: RetrainConfig, results: pd.DataFrame) -> dict[str, Any]:
+    """What ``done.json`` of a finished retraining job says: its budgets (as in the config, which
+    `RetrainingJob.is_done` compares with later specs'), sample counts, robustness gains, seconds."""
+    return {
+        "run_id": config.run_id(),
+        "source_run_id": str(results["source_run_id"].iloc[0]),
+        "budgets": list(config.budgets),
+        "budget_counts": [int(budget) for budget in results["budget"]],
+        "robust_gain": [float(gain) for gain in results["robust_gain"]],
+        "seconds": float(results["seconds"].sum()),
+    }
+
+
+def finished_budgets(job_dir: Path) -> set[str]:
+    """The budgets (normalized texts) of the finished retraining job in `job_dir`, from its ``done.json``."""
+    return set(read_json(job_dir / DONE_FILE).get("budgets", ()))
+
+
+@dataclass(frozen=True)
+class RetrainingJob:
+    """A retraining run as a job (`robustal.rundir.Job`): its steps are budgets. A relative
+    checkpoint path is read from the `root` given to `run` (a study's directory)."""
+
+    kind: ClassVar[str] = "retrain"
+    records: ClassVar[RecordFile] = RESULTS
+    config: RetrainConfig
+
+    @property
+    def job_id(self) -> str:
+        return self.config.run_id()
+
+    @property
+    def steps(self) -> int:
+        return len(set(self.config.budgets))
+
+    def is_done(self, job_dir: Path) -> bool:
+        # budgets can be added to a finished job: it is done when it has every budget asked for now
+        return set(self.config.budgets) <= finished_budgets(job_dir)
+
+    def run(self, job_dir: Path, root: Path | None = None) -> dict[str, Any]:
+        return retraining_summary(self.config, run_retraining(self.config, job_dir, root=root))
+
+    def rebuild_records(self, job_dir: Path) -> bool:
+        return False  # budgets have no other record: they are computed again

@@ -11,7 +11,7 @@ import pytest
 from robustal.config import make_config
 from robustal.experiments import RunTask, StudySpec, plan_workers, run_directory, run_study, study_results, study_status
 from robustal.experiments.executors import LocalExecutor
-from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, RoundRecord, records_frame
+from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, ActiveLearningJob, RoundRecord, records_frame
 from study_helpers import TINY_SETTINGS, tiny_spec
 
 METRICS = ["labeled", "clean_accuracy", "robust_accuracy", "validation_score", "best_epoch"]
@@ -110,7 +110,7 @@ def test_a_killed_worker_is_retried_and_resumes_else_its_crash_is_reported(tmp_p
         run_dir = str(tmp_path / f"retries-{retries}")
         executor = LocalExecutor(workers=1, threads=1, retries=retries)
         try:
-            executor.start(RunTask(config, run_dir, threads=1))
+            executor.start(RunTask(ActiveLearningJob(config), run_dir, threads=1))
             os.kill(executor._processes[run_dir].pid, signal.SIGKILL)  # long before it can finish a run
             ended = []
             while not ended:

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from experiments.study_helpers import tiny_spec  # tests/experiments/study_helpers.py
+from robustal.loop import ActiveLearningJob
 from robustal.experiments import RunTask, StudySpec, execute_run, run_directory
 from robustal.experiments.store import write_study
 from robustal.cli import app
@@ -30,7 +31,7 @@ def tiny_study(tmp_path_factory) -> Path:
     configs = spec.expand()
     write_study(study_dir, spec.to_dict(), configs)
     for config in configs:
-        assert execute_run(RunTask(config, str(run_directory(study_dir, config.run_id())))) == "done"
+        assert execute_run(RunTask(ActiveLearningJob(config), str(run_directory(study_dir, config.run_id())))) == "done"
     return study_dir
 
 

@@ -111,10 +111,10 @@ def _check_plan(plan: StudyPlan, yes: bool) -> None:
 
 def _outcome_line(outcome: JobOutcome) -> str:
     """One line of a finished run or retraining job: id, function, seed, final metrics, time."""
-    config, summary = outcome.config, outcome.summary
+    config, summary = outcome.job.config, outcome.summary
     options = ", ".join(f"{key}={value}" for key, value in sorted(config.acquisition_options.items()))
     what = f"{config.acquisition}{f' ({options})' if options else ''} seed {config.seed}"
-    kind = "retraining " if hasattr(config, "budgets") else ""
+    kind = "retraining " if outcome.job.kind == "retrain" else ""
     if outcome.state != "done":
         return f"{outcome.state} {kind}{outcome.key} {what}: {outcome.error}"
     if kind:

@@ -17,17 +17,17 @@ from typing import Any
 
 from robustal.autoattack import STANDARD_ATTACKS, autoattack_accuracy, parse_attacks
 from robustal.errors import ConfigError, RobustALError
-from robustal.experiments.store import (
+from robustal.experiments.store import MANIFEST_FILE, read_manifest, rounds_completed, run_directory, run_state
+from robustal.loop import read_run_config
+from robustal.rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
     EVALUATION_PREFIX,
-    MANIFEST_FILE,
     read_json,
-    read_manifest,
-    rounds_completed,
-    run_directory,
-    run_state,
+    round_checkpoint_name,
+    versions,
     write_json,
 )
-from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, read_run_config, round_checkpoint_name
 
 def evaluation_file(run_dir: Path, attacks: tuple[str, ...], samples: int, round_number: int | None = None) -> Path:
     """Where the evaluation of `attacks` on `samples` test points of the run at `run_dir` (its
@@ -130,8 +130,6 @@ def evaluate_run(
 
 def _versions() -> dict[str, str]:
     import pyautoattack
-
-    from robustal.loop import versions
 
     return {**versions(), "pyautoattack": pyautoattack.__version__}
 

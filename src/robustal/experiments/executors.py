@@ -20,19 +20,9 @@ from typing import Protocol
 
 import torch
 
-from robustal.config import RunConfig
 from robustal.errors import ConfigError, unknown_name_error
-from robustal.experiments.store import (
-    clear_outcome,
-    job_state,
-    mark_done,
-    mark_failed,
-    retraining_summary,
-    run_summary,
-)
 from robustal.experiments.evaluate import evaluate_run, needs_evaluation
-from robustal.loop import run_active_learning
-from robustal.retraining import RetrainConfig, run_retraining
+from robustal.rundir import Job, clear_outcome, job_state, mark_done, mark_failed
 
 EXECUTORS = ("local", "ray")
 MAX_RETRIES = 2
@@ -41,11 +31,11 @@ FORKSERVER_PRELOAD = (__name__, "torch._dynamo", "sklearn.datasets", "sklearn.mo
 
 @dataclass(frozen=True)
 class RunTask:
-    """One run to execute: its settings (a retraining job's `RetrainConfig`, or a run's), its
-    directory, the torch threads it may use, and the study directory that a retraining job's
-    relative checkpoint path (``runs/<run id>``) is read from."""
+    """One job to execute (`robustal.rundir.Job`: a run or a retraining job), its directory, the
+    torch threads it may use, and the study directory that a retraining job's relative
+    checkpoint path (``runs/<run id>``) is read from."""
 
-    config: RunConfig | RetrainConfig
+    job: Job
     run_dir: str
     threads: int = 1
     study_dir: str | None = None
@@ -57,18 +47,14 @@ def execute_run(task: RunTask) -> str:
     ``done``, ``failed`` (the error is in ``error.json``) or ``skipped`` (it had finished before)."""
     torch.set_num_threads(task.threads)
     run_dir = Path(task.run_dir)
-    if job_state(run_dir, task.config) == "done" and not needs_evaluation(run_dir, task.evaluate):
+    if job_state(run_dir, task.job) == "done" and not needs_evaluation(run_dir, task.evaluate):
         return "skipped"
     clear_outcome(run_dir)
     try:
-        if isinstance(task.config, RetrainConfig):
-            results = run_retraining(task.config, run_dir, root=task.study_dir)
-            summary = retraining_summary(task.config, results)
-        else:
-            summary = run_summary(run_active_learning(task.config, run_dir))
-            if task.evaluate is not None:
-                evaluation, _ = evaluate_run(run_dir, task.evaluate.get("attacks"), task.evaluate.get("n"))
-                summary["autoattack_robust_accuracy"] = evaluation["robust_accuracy"]
+        summary = task.job.run(run_dir, Path(task.study_dir) if task.study_dir else None)
+        if task.evaluate is not None:  # the runner gives a study's `evaluate` section to runs only
+            evaluation, _ = evaluate_run(run_dir, task.evaluate.get("attacks"), task.evaluate.get("n"))
+            summary["autoattack_robust_accuracy"] = evaluation["robust_accuracy"]
     except Exception as error:  # recorded, so that one failed run does not stop the study
         mark_failed(run_dir, f"{type(error).__name__}: {error}", traceback.format_exc())
         return "failed"

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robustal.config import RunConfig
 from robustal.errors import RobustALError
 from robustal.experiments.evaluate import needs_evaluation
 from robustal.experiments.executors import (
@@ -31,24 +30,17 @@ from robustal.experiments.executors import (
 )
 from robustal.experiments.spec import StudySpec, load_study_spec
 from robustal.experiments.store import (
-    DONE_FILE,
-    ERROR_FILE,
-    budgets_completed,
     check_same_study,
-    job_state,
-    mark_failed,
-    read_json,
-    repair_damaged,
     retrain_directory,
     retraining_entry,
-    rounds_completed,
     run_directory,
-    run_state,
     study_lock,
     write_study,
 )
+from robustal.loop import ActiveLearningJob
 from robustal.outputs import prepare_output_dir
-from robustal.retraining import RetrainConfig
+from robustal.retraining import RetrainingJob
+from robustal.rundir import DONE_FILE, ERROR_FILE, Job, job_state, mark_failed, read_json, repair_damaged
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ class JobOutcome:
     the one-line error of a failed one."""
 
     key: str
-    config: RunConfig | RetrainConfig
+    job: Job
     state: str
     summary: dict
     error: str | None = None
@@ -147,20 +139,18 @@ class _Job:
     """A run or retraining job to execute; `after` is the run that must be done first."""
 
     key: str
-    config: RunConfig | RetrainConfig
+    job: Job
     directory: Path
     after: str | None = None
 
     @property
     def steps(self) -> int:
         """Rounds of a run, budgets of a retraining job."""
-        return len(set(self.config.budgets)) if isinstance(self.config, RetrainConfig) else self.config.rounds + 1
+        return self.job.steps
 
     def steps_done(self) -> int:
-        """Rounds or budgets on disk."""
-        if isinstance(self.config, RetrainConfig):
-            return min(budgets_completed(self.directory), self.steps)  # earlier specs may have had more
-        return rounds_completed(self.directory)
+        """Rounds or budgets on disk (a retraining job's earlier specs may have had more budgets)."""
+        return min(self.job.records.count(self.directory), self.steps)
 
 
 class _RoundCounter:
@@ -245,15 +235,17 @@ def run_study(
         # retraining is done when its runs are, not after every run of the study
         jobs = []
         for config in configs:
-            jobs.append(_Job(config.run_id(), config, run_directory(study_dir, config.run_id())))
+            jobs.append(_Job(config.run_id(), ActiveLearningJob(config), run_directory(study_dir, config.run_id())))
             jobs += [
-                _Job(job.job_id, job.config, retrain_directory(study_dir, job.job_id), after=job.source_run_id)
+                _Job(
+                    job.job_id, RetrainingJob(job.config), retrain_directory(study_dir, job.job_id), after=job.source_run_id
+                )
                 for job in retraining
                 if job.source_run_id == config.run_id()
             ]
         report = StudyReport(study_dir, retraining=set(entries))
-        report.repaired = {job.key: found for job in jobs if (found := repair_damaged(job.directory, job.config))}
-        todo = [job for job in jobs if job_state(job.directory, job.config) != "done" or _unevaluated(job, spec)]
+        report.repaired = {job.key: found for job in jobs if (found := repair_damaged(job.directory, job.job))}
+        todo = [job for job in jobs if job_state(job.directory, job.job) != "done" or _unevaluated(job, spec)]
         if on_plan is not None:
             on_plan(_plan(jobs, todo, workers, threads, report.repaired))
         write_study(study_dir, spec.to_dict(), configs, entries)
@@ -327,7 +319,7 @@ def _run_all(
             if source in ("done", "skipped"):
                 todo.remove(job)
                 task_evaluate = evaluate if job.after is None else None  # AutoAttack on runs, not on retraining jobs
-                pool.start(RunTask(job.config, str(job.directory), pool.threads, str(study_dir), task_evaluate))
+                pool.start(RunTask(job.job, str(job.directory), pool.threads, str(study_dir), task_evaluate))
                 running[str(job.directory)] = job
             elif source == "failed":
                 todo.remove(job)
@@ -344,9 +336,9 @@ def _run_all(
 
 
 def _record(report: StudyReport, job: _Job, on_finish: Callable[[JobOutcome], None] | None) -> None:
-    state = report.states[job.key] = run_state(job.directory)
+    state = report.states[job.key] = job_state(job.directory, job.job)
     if state == "failed":
         report.errors[job.key] = read_json(job.directory / ERROR_FILE)["error"]
     if on_finish is not None:
         summary = read_json(job.directory / DONE_FILE) if state == "done" else {}
-        on_finish(JobOutcome(job.key, job.config, state, summary, report.errors.get(job.key)))
+        on_finish(JobOutcome(job.key, job.job, state, summary, report.errors.get(job.key)))

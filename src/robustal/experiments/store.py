@@ -1,29 +1,19 @@
 """The study directory on disk, its status, and its results queried with DuckDB.
 
-Layout (every file is written atomically: a temporary name, then a rename)::
+Layout::
 
     <study>/study.yaml              the spec of the latest `robustal study run`
     <study>/study.lock              held (flock) by the `robustal study run` that writes the study
-    <study>/manifest.json           run id -> resolved settings of every run of the study
-    <study>/runs/<run_id>/config.json      the run's full settings and library versions
-    <study>/runs/<run_id>/rounds.parquet   one row per finished round: metrics, timings and
-                                           the indices selected that round (``selected``)
-    <study>/runs/<run_id>/checkpoint.pt    the latest round's state, to resume from
-    <study>/runs/<run_id>/done.json        written when the run finished: final metrics
-    <study>/runs/<run_id>/error.json       written when the run failed: the traceback
-    <study>/retrain/<job_id>/config.json      a retraining job's settings, source run, versions
-    <study>/retrain/<job_id>/results.parquet  one row per finished budget (before / after metrics)
-    <study>/retrain/<job_id>/done.json        written when every budget finished
-    <study>/retrain/<job_id>/error.json       written when the job failed
+    <study>/manifest.json           run id -> resolved settings of every run of the study, and
+                                    retraining job id -> its settings, source run id and budgets
+    <study>/runs/<run_id>/          a run's directory (`robustal.rundir`: config.json,
+                                    rounds.parquet, checkpoint.pt, done.json, error.json, ...)
+    <study>/retrain/<job_id>/       a retraining job's directory (config.json, results.parquet, ...)
 
-The first three run files are those of `robustal.loop.run_active_learning`, the first two
-retraining files those of `robustal.retraining.run_retraining`. The manifest holds the
-retraining jobs too (``retraining``: job id -> settings, source run id and budgets). A run's or
-job's state is read from which files exist: ``done``, ``failed``, ``partial`` (rounds or budgets
-finished, then it was interrupted, or it is running now) or ``pending``; a retraining job that
-finished without some budgets of the latest spec is ``partial``. A run or job whose Parquet file
-cannot be read (truncated, overwritten) is ``damaged``: it is left out of the results, with a
-`DamagedFileWarning`, until `robustal study run` repairs it (`repair_damaged`).
+Every file is written atomically (a temporary name, then a rename). A run's or job's state is
+read from which files exist (`robustal.rundir.job_state`): ``done``, ``failed``, ``partial``,
+``pending`` or ``damaged``; a damaged one is left out of the results, with a
+`DamagedFileWarning`, until `robustal study run` repairs it (`robustal.rundir.repair_damaged`).
 """
 
 from __future__ import annotations
@@ -42,28 +32,28 @@ import pandas as pd
 import yaml
 
 from robustal.config import RunConfig
-from robustal.errors import ConfigError, DataError, RobustALError
-from robustal.loop import (
-    CHECKPOINT_FILE,
-    ROUNDS_FILE,
-    RoundRecord,
-    RunResult,
+from robustal.errors import ConfigError, RobustALError
+from robustal.loop import ROUNDS
+from robustal.retraining import RESULTS, RetrainConfig, finished_budgets
+from robustal.rundir import (
+    DONE_FILE,
+    ERROR_FILE,
+    EVALUATION_PREFIX,
+    STATES,
+    DamagedFileWarning,
+    _reason,
     atomic_write,
-    read_checkpoint,
-    records_frame,
-    versions,
+    find_damage,
+    job_state,
+    read_json,
+    write_json,
 )
-from robustal.retraining import RESULTS_FILE, RetrainConfig
 
 STUDY_FILE = "study.yaml"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = "study.lock"
 RUNS_DIR = "runs"
 RETRAIN_DIR = "retrain"
-DONE_FILE = "done.json"
-ERROR_FILE = "error.json"
-
-STATES = ("done", "failed", "partial", "pending", "damaged")
 VIEWS = ("rounds", "final", "summary")
 RUN_COLUMNS = ("run_id", "dataset", "model", "acquisition", "training", "seed")
 # `training` is the source run's regime; accuracies are fractions; robust_gain = robust_after - robust_before
@@ -88,39 +78,6 @@ def retrain_directory(study_dir: str | os.PathLike, job_id: str) -> Path:
     return Path(study_dir) / RETRAIN_DIR / job_id
 
 
-class DamagedFileWarning(UserWarning):
-    """A run's or retraining job's Parquet file cannot be read: its rows are left out."""
-
-
-def parquet_damage(path: Path, decode: bool = False) -> str | None:
-    """Why the Parquet file at `path` cannot be read, or None (also when there is no file).
-    Checks its footer (cheap), with `decode` every page too."""
-    import pyarrow.parquet as pq
-
-    if not path.exists():
-        return None
-    try:
-        pq.read_table(path) if decode else pq.read_metadata(path)
-    except Exception as error:  # any decoding failure of a damaged file
-        return _reason(error, path)
-    return None
-
-
-def _reason(error: Exception, path: Path | None = None) -> str:
-    text = str(error).strip().replace(f"Could not open Parquet input source '{path}': ", "")
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def find_damage(run_dir: Path, decode: bool = False) -> tuple[Path, str] | None:
-    """(path, reason) of the damaged Parquet file of the run or retraining job in `run_dir`
-    (``rounds.parquet``, ``results.parquet``; see `parquet_damage`), or None."""
-    for name in (ROUNDS_FILE, RESULTS_FILE):
-        reason = parquet_damage(run_dir / name, decode)
-        if reason is not None:
-            return run_dir / name, reason
-    return None
-
-
 def damage_message(path: Path, reason: str) -> str:
     """What a damaged results file means to the user, and how to recover: run the study again."""
     study_dir = path.parent.parent.parent
@@ -131,144 +88,18 @@ def damage_message(path: Path, reason: str) -> str:
 
 
 def run_state(run_dir: Path) -> str:
-    """``done``, ``failed``, ``partial``, ``pending`` or ``damaged`` (its Parquet file cannot be
-    read), from the files in `run_dir` (a run's or a retraining job's; see `retraining_state`
-    for a job's budgets)."""
-    if find_damage(run_dir) is not None:
-        return "damaged"
-    if (run_dir / DONE_FILE).exists():
-        return "done"
-    if (run_dir / ERROR_FILE).exists():
-        return "failed"
-    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / RESULTS_FILE).exists():
-        return "partial"
-    return "pending"
-
-
-def retraining_state(job_dir: Path, budgets: list[str] | tuple[str, ...]) -> str:
-    """The `run_state` of a retraining job, except that a job that finished without some of
-    `budgets` (normalized budget texts, as in `RetrainConfig.budgets`) is ``partial``."""
-    state = run_state(job_dir)
-    if state == "done" and not set(budgets) <= set(read_json(job_dir / DONE_FILE).get("budgets", ())):
-        return "partial"
-    return state
-
-
-def job_state(job_dir: Path, config: RunConfig | RetrainConfig) -> str:
-    """The state of the run or retraining job of `config` in `job_dir`."""
-    return retraining_state(job_dir, config.budgets) if isinstance(config, RetrainConfig) else run_state(job_dir)
-
-
-def _parquet_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_metadata(path).num_rows if path.exists() else 0  # the footer only
-    except Exception:  # damaged (see `run_state`): nothing readable on disk
-        return 0
+    """The state of the run or retraining job in `run_dir` (`robustal.rundir.job_state`)."""
+    return job_state(run_dir)
 
 
 def rounds_completed(run_dir: Path) -> int:
     """How many rounds of the run are on disk."""
-    return _parquet_rows(run_dir / ROUNDS_FILE)
+    return ROUNDS.count(run_dir)
 
 
 def budgets_completed(job_dir: Path) -> int:
     """How many budgets of the retraining job are on disk."""
-    return _parquet_rows(job_dir / RESULTS_FILE)
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write `payload` as indented JSON, atomically."""
-    atomic_write(path, lambda temporary: temporary.write_text(json.dumps(payload, indent=2)))
-
-
-def read_json(path: Path) -> Any:
-    """The JSON value stored at `path`."""
-    return json.loads(path.read_text())
-
-
-def run_summary(result: RunResult) -> dict[str, Any]:
-    """What ``done.json`` of a finished run says: rounds, final metrics, seconds."""
-    last = result.records[-1]
-    return {
-        "run_id": result.config.run_id(),
-        "rounds": len(result.records),
-        "labeled": last.labeled,
-        "clean_accuracy": last.clean_accuracy,
-        "robust_accuracy": last.robust_accuracy,
-        "seconds": sum(r.train_seconds + r.select_seconds + r.eval_seconds for r in result.records),
-    }
-
-
-def retraining_summary(config: RetrainConfig, results: pd.DataFrame) -> dict[str, Any]:
-    """What ``done.json`` of a finished retraining job says: its budgets (as in the config, which
-    `retraining_state` compares with later specs'), sample counts, robustness gains, seconds."""
-    return {
-        "run_id": config.run_id(),
-        "source_run_id": str(results["source_run_id"].iloc[0]),
-        "budgets": list(config.budgets),
-        "budget_counts": [int(budget) for budget in results["budget"]],
-        "robust_gain": [float(gain) for gain in results["robust_gain"]],
-        "seconds": float(results["seconds"].sum()),
-    }
-
-
-def mark_done(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """Record that a run or retraining job finished (``done.json``): `summary` (`run_summary`,
-    `retraining_summary`) with the time and library versions; returns what was written."""
-    summary = {**summary, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
-    write_json(run_dir / DONE_FILE, summary)
-    return summary
-
-
-def mark_failed(run_dir: Path, error: str, details: str = "") -> None:
-    """Record that the run failed (``error.json``): a one-line `error` and the traceback `details`."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    failed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json(run_dir / ERROR_FILE, {"error": error, "traceback": details, "failed_at": failed_at})
-
-
-def clear_outcome(run_dir: Path) -> None:
-    """Forget how an earlier attempt ended (it is being run again): its failure, or the
-    completion of a retraining job whose spec has new budgets."""
-    (run_dir / ERROR_FILE).unlink(missing_ok=True)
-    (run_dir / DONE_FILE).unlink(missing_ok=True)
-
-
-def repair_damaged(run_dir: Path, config: RunConfig | RetrainConfig) -> str | None:
-    """Repair the run or retraining job of `config` in `run_dir` if its Parquet file is damaged
-    (every page is decoded); returns what was found and done, None when nothing was damaged.
-
-    The damaged file is kept beside as ``<name>.damaged``. A run's rounds are rebuilt from its
-    checkpoint, which holds every finished round; without a readable one, or for a retraining
-    job, the run or job is no longer done, so that the study computes it again.
-    """
-    found = find_damage(run_dir, decode=True)
-    if found is None:
-        return None
-    path, reason = found
-    kept = path.with_name(path.name + ".damaged")
-    os.replace(path, kept)
-    if isinstance(config, RunConfig) and _rebuild_rounds(run_dir, config):
-        return f"{path} was damaged ({reason}): rebuilt it from {CHECKPOINT_FILE} (the damaged file is {kept.name})"
-    (run_dir / DONE_FILE).unlink(missing_ok=True)
-    return f"{path} was damaged ({reason}): moved it to {kept.name}; computing it again"
-
-
-def _rebuild_rounds(run_dir: Path, config: RunConfig) -> bool:
-    checkpoint = run_dir / CHECKPOINT_FILE
-    if not checkpoint.exists():
-        return False
-    try:
-        state = read_checkpoint(checkpoint)
-    except DataError:  # the run starts over: the loop sets the damaged checkpoint aside
-        return False
-    if state["run_id"] != config.run_id():
-        return False
-    frame = records_frame(config, [RoundRecord(**record) for record in state["records"]])
-    atomic_write(run_dir / ROUNDS_FILE, lambda temporary: frame.to_parquet(temporary, index=False))
-    return True
+    return RESULTS.count(job_dir)
 
 
 @contextmanager
@@ -467,7 +298,6 @@ _VIEW_QUERIES = {
 EVALUATION_JOIN_COLUMNS = ("attacks", "samples", "robust_accuracy", "pgd_robust_accuracy")
 
 
-EVALUATION_PREFIX = "autoattack-"  # robustal evaluate's files in a run directory: autoattack-<attacks>-n<points>.json
 
 
 def read_evaluations(run_dir: Path) -> pd.DataFrame:
@@ -525,7 +355,7 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
         raise ConfigError(f"unknown results view {view!r}; valid views: {', '.join(VIEWS)}")
     study_dir = Path(study_dir)
     settings = _settings_table(study_dir)
-    files = read_parquet_files(sorted((study_dir / RUNS_DIR).glob(f"*/{ROUNDS_FILE}")))
+    files = read_parquet_files(sorted((study_dir / RUNS_DIR).glob(f"*/{ROUNDS.name}")))
     if files is None:
         return pd.DataFrame()
     connection = duckdb.connect()
@@ -564,7 +394,9 @@ def retraining_status(study_dir: str | os.PathLike) -> pd.DataFrame:
         job_dir = retrain_directory(study_dir, job_id)
         source = runs.get(entry["source_run_id"], {})
         row = {key: source.get(key) for key in ("dataset", "model", "training")}
-        state = retraining_state(job_dir, entry["budgets"])
+        state = job_state(job_dir)
+        if state == "done" and not set(entry["budgets"]) <= finished_budgets(job_dir):
+            state = "partial"  # the latest spec added budgets
         done = budgets_completed(job_dir)
         row.update(
             job_id=job_id, source_run_id=entry["source_run_id"], acquisition=entry["acquisition"], seed=entry["seed"],
@@ -593,7 +425,7 @@ def retraining_results(study_dir: str | os.PathLike) -> pd.DataFrame:
     study_dir = Path(study_dir)
     runs = _require_study(study_dir)
     empty = pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in RETRAINING_COLUMNS.items()})
-    files = read_parquet_files(sorted((study_dir / RETRAIN_DIR).glob(f"*/{RESULTS_FILE}")))
+    files = read_parquet_files(sorted((study_dir / RETRAIN_DIR).glob(f"*/{RESULTS.name}")))
     if files is None:
         return empty
     sources = pa.Table.from_pylist(

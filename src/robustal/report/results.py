@@ -15,7 +15,7 @@ import yaml
 
 from robustal.errors import ConfigError
 from robustal.experiments import run_directory, study_results, study_status
-from robustal.loop import CONFIG_FILE
+from robustal.rundir import CONFIG_FILE, read_config
 
 FUNCTION = "function"  # column: the acquisition function and its options, e.g. "dre (bins=20)"
 BASELINE = "random"  # the function every other is compared with
@@ -116,8 +116,8 @@ def load_study_results(study_dir: str | os.PathLike) -> StudyResults:
     settings = manifest["runs"]
     configs = {}
     for run_id in rounds["run_id"].unique():
-        config_path = run_directory(study_dir, run_id) / CONFIG_FILE
-        configs[run_id] = json.loads(config_path.read_text()) if config_path.exists() else {}
+        run_dir = run_directory(study_dir, run_id)
+        configs[run_id] = read_config(run_dir) if (run_dir / CONFIG_FILE).exists() else {}
     return StudyResults(
         study_dir=study_dir,
         name=str(manifest.get("name") or spec.get("name") or study_dir.name),
