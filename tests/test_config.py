@@ -88,3 +88,56 @@ def test_augmentation_defaults_to_the_dataset_and_enters_the_id_only_when_set():
     assert make_config(dataset="cifar10", augment=False).uses_augmentation is False
     assert "augment" not in make_config().identity()
     assert make_config(augment=True).run_id() != make_config().run_id()
+
+
+# The defaults of the settings that enter run ids. A setting at its default is left out of the id
+# (`RunConfig.identity`), so changing a default would silently give the old id to other runs:
+# never change one; a new setting joins this table with its default (earlier ids stay valid).
+IDENTITY_DEFAULTS = {
+    "dataset": "digits", "model": None, "image_size": None, "acquisition": "random", "acquisition_options": {},
+    "training": "pgd", "warm_up": "same", "initial": 200, "per_round": 200, "budget": 1000, "epochs": 10,
+    "batch_size": 100, "optimizer": "adam", "lr": 0.001, "weight_decay": 0.0, "lr_schedule": "constant", "eps": 0.3,
+    "step_size": 0.01, "train_steps": 40, "eval_steps": 50, "validation_size": None, "test_size": None,
+    "retrain_from_scratch": False, "augment": None, "seed": 0, "precision": "fp32", "channels_last": False,
+    "fold_batchnorm": False, "compile": False,
+}  # fmt: skip
+
+
+def test_defaults_of_identity_settings_never_change():
+    from robustal.config import NON_IDENTITY_FIELDS, RunConfig
+
+    current = {
+        name: field.get_default(call_default_factory=True)
+        for name, field in RunConfig.model_fields.items()
+        if name not in NON_IDENTITY_FIELDS
+    }
+    assert current == IDENTITY_DEFAULTS
+
+
+def test_run_ids_leave_out_defaults_so_new_settings_keep_old_ids():
+    from robustal.config import RunConfig, stable_id
+
+    config = make_config(dataset="mnist", acquisition="entropy", seed=3, eps=0.2)
+    assert config.identity() == {"dataset": "mnist", "model": "lenet5", "acquisition": "entropy", "seed": 3, "eps": 0.2}
+    assert config.run_id() == stable_id(config.identity())
+    # everything a run computes with is still in its resolved settings (the study manifest)
+    assert config.resolved_settings()["epochs"] == 10 and config.resolved_settings()["precision"] == "fp32"
+
+    class Later(RunConfig):  # a version of RunConfig with one more setting, at its default
+        new_setting: int = 0
+
+    assert Later(**config.model_dump()).run_id() == config.run_id()
+    assert Later(**config.model_dump(), new_setting=1).run_id() != config.run_id()
+
+
+def test_retraining_settings_are_an_update_of_the_run_settings():
+    config = make_retrain_config(checkpoint="runs/a", budgets="5%", epochs=3, eps=None, updates={"lr": 0.01})
+    assert config.updates == {"lr": 0.01, "epochs": 3}  # None: the checkpoint's
+    assert make_retrain_config(checkpoint="runs/a", budgets="5%", updates={"epochs": 3, "lr": 0.01}) == config
+    assert config.identity() == {
+        "kind": "retrain", "checkpoint": "runs/a", "acquisition_options": {"quota": "paper"}, "updates": {"epochs": 3, "lr": 0.01}
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"settings: eps: 3\.0 is beyond the \[0, 1\] pixel range"):
+        make_retrain_config(checkpoint="a", budgets="1", eps=3)
+    with pytest.raises(ConfigError, match="settings: dataset cannot change in a fine-tune; these can: epochs"):
+        make_retrain_config(checkpoint="a", budgets="1", updates={"dataset": "mnist"})

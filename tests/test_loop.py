@@ -186,4 +186,21 @@ def test_dre_runs_name_their_quota_in_the_id():
     proportional = make_config(**tiny_settings(acquisition="dre", acquisition_options={"quota": "proportional"}))
     assert plain.identity()["acquisition_options"] == {"quota": "paper"}
     assert plain.run_id() == paper.run_id() != proportional.run_id()
-    assert make_config(**tiny_settings(acquisition="entropy")).identity()["acquisition_options"] == {}
+    assert "acquisition_options" not in make_config(**tiny_settings(acquisition="entropy")).identity()  # {} is the default
+
+
+def test_a_run_written_under_an_earlier_id_resumes_and_takes_the_current_id(digits, tmp_path):
+    from robustal.rundir import read_config, rename_job
+
+    config = make_config(**tiny_settings(budget=50))
+    first = run_active_learning(config, tmp_path / "run", dataset=digits)
+    earlier = tmp_path / "earlier"
+    rename_job(tmp_path / "run", earlier, {config.run_id(): "0123456789abcdef"})  # as an older version wrote it
+    assert load_checkpoint(earlier)[2]["run_id"] == "0123456789abcdef"  # still loads: config.json names that id
+    resumed = []
+    again = run_active_learning(config, earlier, dataset=digits, on_resume=resumed.append)
+    assert [r.round for r in resumed[0]] == [0, 1] and again.records == first.records  # nothing computed again
+    assert read_config(earlier)["run_id"] == config.run_id() == load_checkpoint(earlier)[2]["run_id"]
+    other = make_config(**tiny_settings(budget=50, seed=1))
+    with pytest.raises(ConfigError, match="holds run"):
+        run_active_learning(other, earlier, dataset=digits)

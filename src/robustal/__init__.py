@@ -6,6 +6,6 @@ data -> models -> attacks -> training/evaluation -> acquisition -> loop -> exper
 
 from robustal.errors import ConfigError, DataError, PoolExhaustedError, RobustALError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["ConfigError", "DataError", "PoolExhaustedError", "RobustALError", "__version__"]

@@ -19,10 +19,6 @@ from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRAINING_REGIMES
 # Settings that say where or how fast a run happens, not what it computes: not part of its id
 # (CUDA graphs replay the very kernels an eager run launches).
 NON_IDENTITY_FIELDS = ("data_root", "device", "cuda_graphs", "keep_round_checkpoints")
-# Settings added after the first runs (speed settings that change results only through
-# floating-point arithmetic, and augmentation): part of a run's id when they change what it
-# computes, left out otherwise, so ids of runs from before they existed stay the same.
-LATER_FIELDS = ("precision", "channels_last", "fold_batchnorm", "compile", "augment", "warm_up")
 WARM_UPS = ("same", "standard")
 # Upper bounds that catch typos before they become hours of compute or one huge batch in memory
 # (the paper uses 10-20 epochs, 7-50 PGD steps and batches of 100-128).
@@ -132,22 +128,41 @@ class RunConfig(BaseModel):
         """Number of acquisition rounds after the initial one."""
         return -(-(self.budget - self.initial) // self.per_round)
 
-    def identity(self) -> dict[str, Any]:
-        """The settings that determine the results (resolved model name, no paths or devices)."""
+    def resolved_settings(self) -> dict[str, Any]:
+        """Every setting that determines the results, as resolved (the model name, the acquisition
+        function's options, augmentation as used), without paths or devices: what a study's
+        manifest records of each run."""
         values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
         values["model"] = self.model_name
         values["acquisition_options"] = identity_options(self.acquisition, self.acquisition_options)
         # augmentation as used: asking for the dataset's default is the same run as not asking
         values["augment"] = None if self.uses_augmentation == dataset_info(self.dataset).augment else self.uses_augmentation
-        for name in LATER_FIELDS:
-            if values[name] == type(self).model_fields[name].default:
-                del values[name]
         return values
+
+    def identity(self) -> dict[str, Any]:
+        """What the run id is computed from: `resolved_settings` without the settings left at their
+        defaults, so that a setting added in a later version leaves every earlier run's id
+        unchanged. (A default therefore never changes: tests/test_config.py keeps them.)"""
+        return without_defaults(self.resolved_settings(), type(self))
 
     def run_id(self) -> str:
         """A stable 16-hex-digit id of `identity()`: the same run always gets the same id."""
-        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return stable_id(self.identity())
+
+
+def without_defaults(values: dict[str, Any], schema: type[BaseModel]) -> dict[str, Any]:
+    """`values` without the entries equal to the default of `schema`'s field of the same name."""
+    fields = schema.model_fields
+    return {
+        name: value for name, value in values.items()
+        if name not in fields or value != fields[name].get_default(call_default_factory=True)
+    }  # fmt: skip
+
+
+def stable_id(identity: dict[str, Any]) -> str:
+    """A 16-hex-digit digest of `identity` (JSON with sorted keys): the id of a run or job."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def validation_message(error: ValidationError) -> str:

@@ -438,13 +438,27 @@ def _resume(out: Path, config: RunConfig, learner: ActiveLearner) -> list[RoundR
         os.replace(checkpoint, damaged)
         warnings.warn(f"{error}; moved it to {damaged} and starting this run from scratch", stacklevel=2)
         return []
-    if state["run_id"] != config.run_id():
+    if state["run_id"] != config.run_id() and not _same_settings_earlier_id(out, state["run_id"], config):
         raise ConfigError(
             f"{out} holds run {state['run_id']}, not this configuration ({config.run_id()}); "
             "choose another --out or delete it"
         )
+    if state["run_id"] != config.run_id():  # from here on the checkpoint carries the current id
+        state["run_id"] = config.run_id()
+        atomic_write(checkpoint, lambda p: torch.save(state, p))
     learner.load_state(state)
     return [RoundRecord(**record) for record in state["records"]]
+
+
+def _same_settings_earlier_id(out: Path, run_id: str, config: RunConfig) -> bool:
+    """Whether `out` holds run `run_id` with the settings of `config` under the id an earlier
+    version gave them (from 0.2 on, ids leave out settings at their defaults): such a run
+    resumes, and its files take the current id as they are rewritten."""
+    try:
+        payload = read_config(out)
+        return payload.get("run_id") == run_id and RunConfig(**payload["config"]).identity() == config.identity()
+    except Exception:  # no readable settings beside the checkpoint: not provably the same run
+        return False
 
 
 def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
@@ -470,7 +484,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Class
     state = read_checkpoint(checkpoint, device)
     config_file = checkpoint.parent / CONFIG_FILE
     config = read_run_config(checkpoint.parent)
-    if state["run_id"] != config.run_id():
+    # the id config.json recorded: runs written by earlier versions keep their earlier ids
+    if state["run_id"] not in (config.run_id(), read_config(checkpoint.parent).get("run_id")):
         raise DataError(f"{checkpoint} holds run {state['run_id']}, but {config_file} describes run {config.run_id()}")
     try:
         model = build_model(**state["model_spec"])

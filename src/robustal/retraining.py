@@ -30,8 +30,6 @@ indices into ``dataset.test``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import time
@@ -47,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from robustal.acquisition import check_acquisition_name, identity_options
 from robustal.attacks import Attack
-from robustal.config import MAX_BATCH_SIZE, MAX_REPEATS, RunConfig, check_pixel_range, make_config, validation_message
+from robustal.config import RunConfig, make_config, stable_id, validation_message, without_defaults
 from robustal.data import ImageDataset, Split, load_dataset
 from robustal.errors import ConfigError, DataError, unknown_name_error
 from robustal.evaluation import Metrics, evaluate
@@ -61,8 +59,12 @@ from robustal.training import TRAINING_REGIMES
 # to a finished run directory later).
 NON_IDENTITY_FIELDS = ("budgets", "data_root", "device")
 
-# Fine-tuning settings that default (None) to the starting checkpoint's run config.
-INHERITED_FIELDS = ("epochs", "batch_size", "lr", "eps", "step_size", "train_steps", "eval_steps", "validation_size")
+# The checkpoint's run settings that a fine-tune may change (`RetrainConfig.updates`); the others
+# (dataset, model, image size, ...) are the trained model's and stay as they are.
+FINE_TUNING_FIELDS = (
+    "epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule", "eps", "step_size", "train_steps",
+    "eval_steps", "validation_size", "augment", "precision", "channels_last", "fold_batchnorm", "compile", "cuda_graphs",
+)  # fmt: skip
 
 
 def normalize_budget(item: int | str) -> str:
@@ -112,10 +114,13 @@ def resolve_budgets(budgets: list[int | str] | tuple[int | str, ...], pool_size:
 
 
 class RetrainConfig(BaseModel):
-    """One retraining run: starting checkpoint, acquisition function, budgets, fine-tuning, seed.
+    """One retraining run: starting checkpoint, acquisition function, budgets, seed, and the
+    fine-tuning settings as an update of the checkpoint's `RunConfig`.
 
-    Training settings left at None are the checkpoint's run config (epochs, batch size, lr,
-    attack radius and steps, validation size); `training` defaults to PGD adversarial training
+    `updates` holds the `FINE_TUNING_FIELDS` that differ from the checkpoint's run (validated as
+    `RunConfig` validates them); every other setting is the checkpoint's. They may also be given
+    by name (``epochs=5``, ``--epochs 5``, ``retrain.settings: {epochs: 5}``): a fine-tuning
+    setting given as None means the checkpoint's. `training` defaults to PGD adversarial training
     whatever regime the checkpoint was trained with.
     """
 
@@ -129,19 +134,31 @@ class RetrainConfig(BaseModel):
     candidate_fraction: float = Field(0.5, gt=0, lt=1, description="share of the test split that is the candidate pool")
     evaluation_size: int | None = Field(None, ge=1, description="evaluation samples used; None = all")
     training: str = "pgd"
-    epochs: int | None = Field(None, ge=1, le=MAX_REPEATS)
-    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH_SIZE)
-    lr: float | None = Field(None, gt=0)
-    eps: float | None = Field(None, ge=0)
-    step_size: float | None = Field(None, gt=0)
-    train_steps: int | None = Field(None, ge=1, le=MAX_REPEATS)
-    eval_steps: int | None = Field(None, ge=1, le=MAX_REPEATS)
-    validation_size: int | None = Field(None, ge=1)
+    updates: dict[str, Any] = Field(
+        default_factory=dict, description="fine-tuning settings that differ from the checkpoint's run (RunConfig names)"
+    )
     seed: int = Field(0, ge=0)
     device: str = "auto"
     data_root: str | None = None
 
-    _pixel_range = field_validator("eps", "step_size")(check_pixel_range)
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_updates(cls, values: Any) -> Any:
+        # fine-tuning settings given by name join `updates` (None: the checkpoint's, no update);
+        # each is validated as a run's setting, and errors name it as `RunConfig` would
+        if not isinstance(values, dict):
+            return values
+        named = {name: values[name] for name in FINE_TUNING_FIELDS if name in values}
+        rest = {name: value for name, value in values.items() if name not in named}
+        updates = {**(rest.get("updates") or {}), **{name: value for name, value in named.items() if value is not None}}
+        unknown = sorted(set(updates) - set(FINE_TUNING_FIELDS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} cannot change in a fine-tune; these can: {', '.join(FINE_TUNING_FIELDS)}")
+        try:
+            RunConfig(**updates)
+        except ValidationError as error:
+            raise ValueError(validation_message(error)) from None
+        return {**rest, "updates": updates}
 
     @field_validator("checkpoint", mode="before")
     @classmethod
@@ -165,16 +182,21 @@ class RetrainConfig(BaseModel):
             raise unknown_name_error("training regime", self.training, TRAINING_REGIMES)
         return self
 
-    def identity(self) -> dict[str, Any]:
-        """The settings that determine every budget's results (no budgets, paths of data or devices)."""
+    def resolved_settings(self) -> dict[str, Any]:
+        """The settings that determine every budget's results (no budgets, paths of data or
+        devices), the acquisition function's options resolved: what a study's manifest records."""
         values = self.model_dump(exclude=set(NON_IDENTITY_FIELDS))
         values["acquisition_options"] = identity_options(self.acquisition, self.acquisition_options)
         return {"kind": "retrain", **values}
 
+    def identity(self) -> dict[str, Any]:
+        """What the id is computed from: `resolved_settings` without those at their defaults (as
+        `RunConfig.identity`)."""
+        return without_defaults(self.resolved_settings(), type(self))
+
     def run_id(self) -> str:
         """A stable 16-hex-digit id of `identity()`: the same retraining always gets the same id."""
-        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return stable_id(self.identity())
 
 
 def make_retrain_config(**settings: Any) -> RetrainConfig:
@@ -288,10 +310,9 @@ class RetrainingProblem:
 
     def run_config(self, *purpose: str | int) -> RunConfig:
         """The checkpoint's run config with the fine-tuning settings, seeded from (seed, purpose)."""
-        overrides = {name: getattr(self.config, name) for name in INHERITED_FIELDS if getattr(self.config, name) is not None}
         settings = {
             **self.source_config.model_dump(),
-            **overrides,
+            **self.config.updates,
             "acquisition": self.config.acquisition,
             "acquisition_options": self.config.acquisition_options,
             "training": self.config.training,

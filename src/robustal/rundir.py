@@ -282,3 +282,33 @@ def repair_damaged(job_dir: Path, job: Job) -> str | None:
         return f"{path} was damaged ({reason}): rebuilt it from {CHECKPOINT_FILE} (the damaged file is {kept.name})"
     (job_dir / DONE_FILE).unlink(missing_ok=True)
     return f"{path} was damaged ({reason}): moved it to {kept.name}; computing it again"
+
+
+ID_KEYS = ("run_id", "source_run_id")  # where a job's files name their own id and their source run's
+
+
+def rename_job(job_dir: Path, target: Path, ids: dict[str, str]) -> None:
+    """Move the job in `job_dir` to `target` and rewrite the ids its files hold (``run_id``,
+    ``source_run_id`` in its JSON files, record files and checkpoints) by the mapping `ids`
+    (old id -> new id): how a study adopts jobs written under an earlier version's ids.
+    Checkpoints load safely (``weights_only``); every file is rewritten atomically."""
+    import pandas as pd
+    import torch
+
+    def renamed(values: dict) -> dict:
+        return {key: ids.get(value, value) if key in ID_KEYS else value for key, value in values.items()}
+
+    for path in job_dir.glob("*.json"):
+        value = read_json(path)
+        if isinstance(value, dict):
+            write_json(path, renamed(value))
+    for name in RECORD_FILES:
+        if (path := job_dir / name).exists():
+            frame = pd.read_parquet(path)
+            for key in set(ID_KEYS) & set(frame.columns):
+                frame[key] = frame[key].map(lambda value: ids.get(value, value))
+            atomic_write(path, lambda temporary: frame.to_parquet(temporary, index=False))
+    for path in job_dir.glob("checkpoint*.pt"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        atomic_write(path, lambda temporary: torch.save(renamed(state), temporary))
+    os.replace(job_dir, target)

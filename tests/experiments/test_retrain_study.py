@@ -26,6 +26,7 @@ from robustal.experiments import (
     retraining_results,
     retraining_status,
     run_study,
+    study_results,
 )
 from robustal.loop import CONFIG_FILE
 from robustal.retraining import RESULTS_FILE, make_retrain_config
@@ -130,6 +131,37 @@ def test_rerunning_a_moved_study_computes_nothing_new(study, tmp_path):
     assert report.count("done") == 0  # the failed ones were tried again and failed again
     assert {folder: _files(folder) for folder in done} == before
     pd.testing.assert_frame_equal(retraining_results(moved), retraining_results(out))
+
+
+def test_a_study_written_under_earlier_ids_is_adopted_without_computing_anything(study, tmp_path):
+    # robustal 0.1 put settings at their defaults into ids: simulate such a study by renaming every
+    # finished run and job to the digest of its full settings, then run the spec again
+    from robustal.config import stable_id
+    from robustal.retraining import RetrainConfig
+    from robustal.rundir import read_config, rename_job
+
+    spec, out, _ = study
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    done = [p.parent for p in [*old.glob("runs/*/done.json"), *old.glob("retrain/*/done.json")]]
+    earlier = {}
+    for folder in sorted(done, key=lambda f: f.parent.name != "runs"):  # runs first: jobs name them
+        config = read_config(folder)["config"]
+        settings = RetrainConfig(**config).resolved_settings() if folder.parent.name == "retrain" else config
+        earlier[folder.name] = stable_id({**settings, "seed": settings["seed"], "earlier": True})
+        rename_job(folder, folder.with_name(earlier[folder.name]), earlier)
+    for job in old.glob("retrain/*/config.json"):  # as 0.1 stored it: the source run under its earlier id
+        payload = json.loads(job.read_text())
+        source = Path(payload["config"]["checkpoint"])
+        payload["config"]["checkpoint"] = str(source.with_name(earlier.get(source.name, source.name)))
+        job.write_text(json.dumps(payload))
+    assert not {folder.name for folder in done} & {path.name for path in old.glob("*/*")}
+    report = run_study(spec, old, workers=2, threads=1, poll_seconds=0.2)
+    assert report.count("skipped", retraining=True) == 8 and report.count("skipped", retraining=False) == 2
+    assert len([m for m in report.repaired.values() if "earlier version's id" in m]) == 10
+    assert {path.name for path in old.glob("*/*")} >= {folder.name for folder in done}
+    pd.testing.assert_frame_equal(retraining_results(old), retraining_results(out))
+    assert study_results(old).equals(study_results(out))
 
 
 def test_an_interrupted_job_resumes_at_its_next_budget_with_the_same_numbers(study, tmp_path):
@@ -281,7 +313,7 @@ def test_examples_retrain_sections():
         ({"budgets": [5], "acquisition": ["dre", "entropyy"]}, "retrain.acquisition: unknown acquisition function 'entropyy'; valid choices: bald, dfal, dre,"),
         ({"acquisition": ["dre"]}, "`retrain` of study spec has no `budgets`: list counts or percentages"),
         ({"budgets": ["0%"]}, "retrain.budgets: budget '0%': a percentage of the candidate pool must be in (0%, 100%]"),
-        ({"budgets": [5], "settings": {"epoch": 1}}, "unknown setting 'epoch' in `retrain.settings`; valid settings: acquisition_options, batch_size,"),
+        ({"budgets": [5], "settings": {"epoch": 1}}, "unknown setting 'epoch' in `retrain.settings`; valid settings: acquisition_options, augment, batch_size,"),
         ({"budgets": [5], "settings": {"seed": 1}}, "`seed` cannot be set in `retrain.settings`: list the seeds under `retrain.seeds`"),
         ({"budgets": [5], "from": {"trainin": "pgd"}}, "unknown setting 'trainin' in `retrain.from`; valid settings: acquisition,"),
         ({"budgets": [5], "seeds": [-1]}, "retrain.seeds must be non-negative whole numbers, not -1"),

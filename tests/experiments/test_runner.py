@@ -143,7 +143,7 @@ def test_results_keep_settings_that_only_some_runs_store(tmp_path):
     # runs of one study may store different settings (e.g. ones added in a later version)
     first = make_config(**TINY_SETTINGS)
     second = make_config(**{**TINY_SETTINGS, "seed": 1})
-    manifest = {first.run_id(): first.identity(), second.run_id(): {**second.identity(), "new_setting": 7}}
+    manifest = {first.run_id(): first.resolved_settings(), second.run_id(): {**second.resolved_settings(), "new_setting": 7}}
     (tmp_path / "manifest.json").write_text(json.dumps({"name": "mixed", "runs": manifest}))
     for config in (first, second):
         run_dir = run_directory(tmp_path, config.run_id())

@@ -30,6 +30,7 @@ from robustal.experiments.executors import (
 )
 from robustal.experiments.spec import StudySpec, load_study_spec
 from robustal.experiments.store import (
+    adopt_earlier_ids,
     check_same_study,
     retrain_directory,
     retraining_entry,
@@ -244,7 +245,10 @@ def run_study(
                 if job.source_run_id == config.run_id()
             ]
         report = StudyReport(study_dir, retraining=set(entries))
-        report.repaired = {job.key: found for job in jobs if (found := repair_damaged(job.directory, job.job))}
+        report.repaired = adopt_earlier_ids(
+            study_dir, {config.run_id(): config for config in configs}, {job.job_id: job.config for job in retraining}
+        )
+        report.repaired.update({job.key: found for job in jobs if (found := repair_damaged(job.directory, job.job))})
         todo = [job for job in jobs if job_state(job.directory, job.job) != "done" or _unevaluated(job, spec)]
         if on_plan is not None:
             on_plan(_plan(jobs, todo, workers, threads, report.repaired))

@@ -50,7 +50,7 @@ from robustal.acquisition import available_acquisitions, build_acquisition, chec
 from robustal.config import RunConfig, make_config
 from robustal.errors import ConfigError, RobustALError, decoding_errors
 from robustal.experiments.store import RUNS_DIR
-from robustal.retraining import RetrainConfig, make_retrain_config, normalize_budget
+from robustal.retraining import FINE_TUNING_FIELDS, RetrainConfig, make_retrain_config, normalize_budget
 
 BASE_KEYS = ("name", "settings", "grid")
 SPEC_KEYS = (*BASE_KEYS, "retrain", "evaluate")  # `retrain` and `evaluate` are optional
@@ -100,7 +100,8 @@ class RetrainSpec:
         for key in self.settings:
             if key in _JOB_SETTINGS:
                 raise ConfigError(f"`{key}` cannot be set in `retrain.settings`: {_JOB_SETTINGS[key]}")
-            _check_setting_name(key, "retrain.settings", [f for f in RetrainConfig.model_fields if f not in _JOB_SETTINGS])
+            allowed = [f for f in RetrainConfig.model_fields if f not in _JOB_SETTINGS and f != "updates"]
+            _check_setting_name(key, "retrain.settings", [*allowed, *FINE_TUNING_FIELDS])
         for item in self.acquisition:
             try:
                 check_acquisition_name(acquisition_setting(item)["acquisition"])

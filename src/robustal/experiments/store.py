@@ -36,6 +36,7 @@ from robustal.errors import ConfigError, RobustALError
 from robustal.loop import ROUNDS
 from robustal.retraining import RESULTS, RetrainConfig, finished_budgets
 from robustal.rundir import (
+    CONFIG_FILE,
     DONE_FILE,
     ERROR_FILE,
     EVALUATION_PREFIX,
@@ -45,7 +46,9 @@ from robustal.rundir import (
     atomic_write,
     find_damage,
     job_state,
+    read_config,
     read_json,
+    rename_job,
     write_json,
 )
 
@@ -100,6 +103,36 @@ def rounds_completed(run_dir: Path) -> int:
 def budgets_completed(job_dir: Path) -> int:
     """How many budgets of the retraining job are on disk."""
     return RESULTS.count(job_dir)
+
+
+def adopt_earlier_ids(
+    study_dir: Path, runs: dict[str, RunConfig], retraining: dict[str, RetrainConfig]
+) -> dict[str, str]:
+    """Rename the runs and retraining jobs of this study that are stored under the ids of an
+    earlier robustal version (0.1 put settings at their defaults into ids) to the current ids
+    (`robustal.rundir.rename_job`), so that nothing computed is computed again. `runs` and
+    `retraining` map the current ids to the study's settings. Returns new id -> what was done.
+    A directory whose settings are not one of them, or cannot be read, is left alone."""
+    renamed: dict[str, str] = {}  # old id -> new id
+    messages = {}
+    for directory, schema, expected in ((RUNS_DIR, RunConfig, runs), (RETRAIN_DIR, RetrainConfig, retraining)):
+        for job_dir in sorted((study_dir / directory).glob("*")):
+            if job_dir.name in expected or not (job_dir / CONFIG_FILE).is_file():
+                continue
+            try:
+                settings = read_config(job_dir)["config"]
+                if schema is RetrainConfig:  # its checkpoint is a run of the study: under that run's new id
+                    source = Path(settings["checkpoint"])
+                    settings = {**settings, "checkpoint": str(source.with_name(renamed.get(source.name, source.name)))}
+                new_id = schema(**settings).run_id()
+            except Exception:  # noqa: BLE001 - not settings of this version: left alone
+                continue
+            target = job_dir.with_name(new_id)
+            if new_id in expected and not target.exists():
+                renamed[job_dir.name] = new_id
+                rename_job(job_dir, target, renamed)
+                messages[new_id] = f"{job_dir} holds this study's run under an earlier version's id: renamed it to {target.name}"
+    return messages
 
 
 @contextmanager
@@ -163,7 +196,7 @@ def check_same_study(study_dir: Path, spec_dict: dict[str, Any], extend: bool = 
 
 def retraining_entry(source_run_id: str, config: RetrainConfig) -> dict[str, Any]:
     """The manifest's record of a retraining job: its source run, settings and budgets."""
-    return {"source_run_id": source_run_id, **config.identity(), "budgets": list(config.budgets)}
+    return {"source_run_id": source_run_id, **config.resolved_settings(), "budgets": list(config.budgets)}
 
 
 def write_study(
@@ -179,7 +212,7 @@ def write_study(
     (study_dir / RUNS_DIR).mkdir(exist_ok=True)
     manifest = _read_manifest_file(study_dir)
     runs = _kept(manifest.get("runs", {}), lambda run_id: run_directory(study_dir, run_id))
-    runs.update({config.run_id(): config.identity() for config in configs})
+    runs.update({config.run_id(): config.resolved_settings() for config in configs})
     jobs = _kept(manifest.get("retraining", {}), lambda job_id: retrain_directory(study_dir, job_id))
     jobs.update(retraining or {})
     atomic_write(study_dir / STUDY_FILE, lambda p: p.write_text(yaml.safe_dump(spec_dict, sort_keys=False)))
