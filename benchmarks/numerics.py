@@ -24,28 +24,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustal.accel import Execution
 from robustal.attacks import PGD
 from robustal.config import make_config
 from robustal.data import Split, load_dataset
 from robustal.evaluation import evaluate
 from robustal.loop import run_active_learning
 from robustal.models import build_model
-from robustal.runtime import autocast, batch_slices, model_mode, prepare_model, to_float
+from robustal.runtime import batch_slices, model_mode, to_float
 from robustal.seeding import numpy_rng, torch_generator
-from robustal.training import build_regime, fit, make_optimizer
+from robustal.training import TrainingPlan, build_regime, fit
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results" / "numerics.md"
 SUBSETS = (500, 1000, 5000)
 FAST = dict(precision="bf16", channels_last=True, fold_batchnorm=True)
+EXECUTION = Execution(torch.device("cpu"), **FAST)
 
 
-def robust_per_image(model, split: Split, attack: PGD, precision: str, seed: int) -> torch.Tensor:
+def robust_per_image(model, split: Split, attack: PGD, execution: Execution, seed: int) -> torch.Tensor:
     """Whether each image of `split` is classified correctly both clean and after the attack (bool per image)."""
     generator = torch_generator(seed, "validation-attack")
     correct = []
-    with model_mode(model, training=False), autocast("cpu", precision):
+    with model_mode(model, training=False), execution.context():
         for part in batch_slices(len(split), 500):
             x, y = to_float(split.images[part]), split.labels[part]
             x_adv = attack(model, x, y, generator)
@@ -57,9 +59,9 @@ def robust_per_image(model, split: Split, attack: PGD, precision: str, seed: int
 def validation_subsets(args, dataset) -> list[str]:
     """Part 1: which epoch each validation subset selects, and that epoch's test robustness."""
     torch.manual_seed(0)
-    model = prepare_model(build_model("lenet5", 1, 10, 32), channels_last=True)
-    train_attack = PGD(0.3, 0.01, 40, fold_batchnorm=True)
-    eval_attack = PGD(0.3, 0.01, 50, fold_batchnorm=True)
+    model = EXECUTION.prepare(build_model("lenet5", 1, 10, 32))
+    train_attack = PGD(0.3, 0.01, 40)
+    eval_attack = PGD(0.3, 0.01, 50)
     test = dataset.test.subset(slice(0, args.test_size))
     order = numpy_rng(0, "initial").permutation(len(dataset.train))
     first = 0
@@ -87,14 +89,11 @@ def validation_subsets(args, dataset) -> list[str]:
 
         def score(m) -> float:
             states.append(copy.deepcopy(m.state_dict()))
-            per_image.append(robust_per_image(m, dataset.validation, eval_attack, "bf16", 0))
+            per_image.append(robust_per_image(m, dataset.validation, eval_attack, EXECUTION, 0))
             return per_image[-1].float().mean().item()
 
-        fit(
-            model, build_regime("pgd", train_attack), data, score, torch.device("cpu"), epochs=args.epochs, batch_size=100,
-            optimizer=make_optimizer("adam", model, 1e-3), shuffle_generator=torch_generator(0, "shuffle", round_),
-            attack_generator=torch_generator(0, "train-attack", round_), precision="bf16",
-        )
+        plan = TrainingPlan(build_regime("pgd", train_attack), score, epochs=args.epochs, batch_size=100)
+        fit(model, plan, data, EXECUTION, seed=0, round_number=round_)
         cells, tested = [], {}
         selections.append({})
         for n in SUBSETS:
@@ -103,7 +102,7 @@ def validation_subsets(args, dataset) -> list[str]:
                 probe = copy.deepcopy(model)
                 probe.load_state_dict(states[epoch])
                 tested[epoch] = evaluate(
-                    probe, test, torch.device("cpu"), eval_attack, torch_generator(0, "test-attack", round_), precision="bf16"
+                    probe, test, EXECUTION, eval_attack, torch_generator(0, "test-attack", round_)
                 ).robust_accuracy
             cells.append(f"{epoch}, {100 * tested[epoch]:.2f}")
             selections[-1][n] = (epoch, tested[epoch])

@@ -1,4 +1,4 @@
-"""Adversarial training and robust evaluation speed: robustal against a paper-style loop.
+"""Adversarial training and robust evaluation speed: robustal against the paper's own loop.
 
 Measures images per second of (a) PGD adversarial training epochs (PGD-40, batch 100) and
 (b) PGD-50 evaluation, for LeNet-5 on MNIST (32 x 32) and ResNet18 on CIFAR-shaped inputs
@@ -6,17 +6,22 @@ Measures images per second of (a) PGD adversarial training epochs (PGD-40, batch
 process, interleaved (epoch by epoch for training, chunk by chunk for evaluation), so that the
 load of the shared machine falls on all of them alike; the report gives ratios to the baseline.
 
-The **baseline** is written the way the paper's code does it: fp32, batch 100 through a
-DataLoader, a fresh attack object per epoch, the attack calls ``loss.backward()`` (so it also
-computes the parameters' gradients, advertorch-style), ``.item()`` per batch for the running
-loss and the correct counts, host-to-device transfers per batch. Its arithmetic is the same as
-robustal's (PGD with random start and sign steps on the eval-mode model, loss on the PGD
-examples in train mode), so after the same training both must reach the same robust accuracy
-(within 1 point, checked on LeNet-5 / MNIST).
+The **baseline** is the paper's path: its code (testing-cs/robustAL, ``main_al.py`` and
+``utils.py``) trains with torchattacks 2.14's PGD (``torchattacks/attacks/pgd.py``), written out
+here because torchattacks is not installed: a fresh attack object per epoch, the model switched
+to eval mode for the attack and back, a uniform random start clamped to [0, 1], the gradient of
+the *mean* cross-entropy with respect to the input only (``torch.autograd.grad``), sign steps
+and projection; then the loss of the model in train mode on the adversarial batch, Adam, batches
+of 100 through a DataLoader with per-batch host transfers. Its evaluation (``evaluate_adv``) runs
+PGD-50 in batches of 100 and counts correct predictions with ``.item()`` per batch.
 
-**robustal** variants use `robustal.training.fit` and `robustal.evaluation.evaluate` with the
-speed settings of each variant: precision (fp32 / bf16 autocast), channels_last, BatchNorm
-folding in the attacks, torch.compile, and the evaluation batch size.
+A second, slower reference (``backward``) is the loop this benchmark used before: the same
+arithmetic with ``loss.backward()`` in the attack, which also computes parameter gradients.
+
+**robustal** variants use `robustal.training.fit` and `robustal.evaluation.evaluate` in an
+`robustal.accel.Execution` with each variant's settings; ``fast`` is what ``--fast`` resolves to
+on this machine. Robust accuracy is counted robustal's way for every variant (correct both
+clean and attacked; the clean pass of the baseline is not timed).
 
     python benchmarks/training.py --threads 1                   # the full benchmark
     python benchmarks/training.py --train-images 500 --eval-images 200 --epochs 1 --no-write
@@ -36,13 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustal.accel import Execution, detect_hardware, fast_settings
 from robustal.attacks import PGD
 from robustal.data import Split, load_dataset
 from robustal.evaluation import evaluate
 from robustal.models import build_model
-from robustal.runtime import batch_slices, prepare_model, select_device
+from robustal.runtime import batch_slices, select_device
 from robustal.seeding import torch_generator
-from robustal.training import build_regime, fit, make_optimizer
+from robustal.training import TrainingPlan, build_regime, fit, make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -50,77 +56,116 @@ RESULTS = REPO / "benchmarks" / "results" / "training.md"
 EPS, STEP_SIZE, BATCH_SIZE, LR = 0.3, 0.01, 100, 1e-3
 
 
-# --------------------------------------------------------------------------- the paper-style loop
-class PaperStylePGD:
-    """PGD as the paper's code runs it: ``loss.backward()`` on the whole graph, so parameter
-    gradients are computed (and accumulated) at every step; torchattacks' arithmetic (the same
-    as robustal's: step on the adversarial image, clip the perturbation, clip to [0, 1])."""
+# --------------------------------------------------------------------------- the paper's loop
+class TorchattacksPGD:
+    """torchattacks 2.14's ``PGD`` (``attack.py`` and ``attacks/pgd.py``), line by line; the
+    random start draws from `generator` instead of the global generator, for equal draws."""
 
-    def __init__(self, model: nn.Module, eps: float, step_size: float, steps: int) -> None:
-        self.model, self.eps, self.step_size, self.steps = model, eps, step_size, steps
+    def __init__(self, model: nn.Module, eps: float, alpha: float, steps: int, random_start: bool = True) -> None:
+        self.model, self.eps, self.alpha, self.steps, self.random_start = model, eps, alpha, steps, random_start
+        self._targeted = -1  # default mode: cost = -1 * loss, step *against* its gradient
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        was_training = self.model.training
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        training_mode = self.model.training
         self.model.eval()
-        noise = (2 * torch.rand(x.shape, generator=generator, device=x.device) - 1) * self.eps
-        x_adv = (x + (x + noise - x).clamp(-self.eps, self.eps)).clamp(0, 1)
+        adv_images = self.forward(images, labels, generator)
+        if training_mode:
+            self.model.train()
+        return adv_images
+
+    def forward(self, images, labels, generator):
+        images = images.clone().detach()
+        labels = labels.clone().detach()
+        loss = nn.CrossEntropyLoss()
+        adv_images = images.clone().detach()
+        if self.random_start:
+            adv_images = adv_images + torch.empty_like(adv_images).uniform_(-self.eps, self.eps, generator=generator)
+            adv_images = torch.clamp(adv_images, min=0, max=1).detach()
         for _ in range(self.steps):
-            x_adv.requires_grad_(True)
-            loss = F.cross_entropy(self.model(x_adv), y, reduction="sum")
-            loss.backward()
+            adv_images.requires_grad = True
+            outputs = self.model(adv_images)
+            cost = self._targeted * loss(outputs, labels)
+            grad = torch.autograd.grad(cost, adv_images, retain_graph=False, create_graph=False)[0]
+            adv_images = adv_images.detach() - self.alpha * grad.sign()
+            delta = torch.clamp(adv_images - images, min=-self.eps, max=self.eps)
+            adv_images = torch.clamp(images + delta, min=0, max=1).detach()
+        return adv_images
+
+
+class BackwardPGD(TorchattacksPGD):
+    """The slower reference: the same arithmetic through ``loss.backward()``, which computes
+    (and accumulates) the parameters' gradients at every step as well."""
+
+    def forward(self, images, labels, generator):
+        adv_images = images.clone().detach()
+        if self.random_start:
+            adv_images = adv_images + torch.empty_like(adv_images).uniform_(-self.eps, self.eps, generator=generator)
+            adv_images = torch.clamp(adv_images, min=0, max=1).detach()
+        for _ in range(self.steps):
+            adv_images.requires_grad_(True)
+            F.cross_entropy(self.model(adv_images), labels).backward()
             with torch.no_grad():
-                x_adv = x_adv + self.step_size * x_adv.grad.sign()
-                x_adv = (x + (x_adv - x).clamp(-self.eps, self.eps)).clamp(0, 1)
-        self.model.train(was_training)
-        return x_adv.detach()
+                adv_images = adv_images + self.alpha * adv_images.grad.sign()
+                adv_images = torch.clamp(images + torch.clamp(adv_images - images, -self.eps, self.eps), 0, 1)
+        return adv_images.detach()
 
 
-def baseline_train_epoch(model, optimizer, train: Split, device, steps: int, generator, shuffle) -> float:
-    """One paper-style adversarial training epoch; returns the mean loss (via ``.item()``)."""
+def paper_train_epoch(attack_class, model, optimizer, train: Split, device, steps: int, generator, shuffle) -> None:
+    """One epoch of the paper's adversarial training (``main_al.py``, ``args.train == "adv"``)."""
     dataset = torch.utils.data.TensorDataset(train.images.float() / 255, train.labels)
     order = torch.randperm(len(dataset), generator=shuffle).tolist()  # robustal's order, for equal results
     loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, sampler=order)
-    adversary = PaperStylePGD(model, EPS, STEP_SIZE, steps)  # a fresh attack object per epoch
+    criterion = nn.CrossEntropyLoss()
     model.train()
-    running_loss = 0.0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)  # per-batch host transfer
-        x_adv = adversary.perturb(x, y, generator)
+    atk = attack_class(model, EPS, STEP_SIZE, steps)  # a fresh attack object per epoch
+    for X, y in loader:
+        X, y = X.to(device), y.to(device)
+        adv_data = atk(X, y, generator)
+        output_adv = model(adv_data)
+        loss = criterion(output_adv, y)
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(x_adv), y)
         loss.backward()
         optimizer.step()
-        running_loss += loss.item()  # host synchronisation per batch
-    return running_loss / len(loader)
 
 
-def baseline_evaluate(model, split: Split, device, steps: int, generator) -> float:
-    """Paper-style PGD robust accuracy: fp32, batch 100, ``.item()`` per batch; counted as robustal
-    counts it (correct both clean and attacked), so the two numbers compare."""
-    adversary = PaperStylePGD(model, EPS, STEP_SIZE, steps)
+def paper_evaluate(attack_class, model, split: Split, device, steps: int, generator) -> tuple[int, float]:
+    """The paper's ``evaluate_adv``: PGD in batches of 100, ``.item()`` per batch. Returns the
+    count correct both clean and attacked (robustal's rule; the clean pass is not timed) and
+    the seconds of the paper's own work."""
+    dataset = torch.utils.data.TensorDataset(split.images.float() / 255, split.labels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False)
     model.eval()
-    correct = 0
-    for part in batch_slices(len(split), BATCH_SIZE):
-        x, y = (split.images[part].float() / 255).to(device), split.labels[part].to(device)
-        x_adv = adversary.perturb(x, y, generator)
+    atk = attack_class(model, EPS, STEP_SIZE, steps)
+    both, seconds = 0, 0.0
+    for X, y in loader:
+        start = time.perf_counter()
+        X, y = X.to(device), y.to(device)
+        adv_data = atk(X, y, generator)
         with torch.no_grad():
-            correct += ((model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)).sum().item()
-    return correct / len(split)
+            adv_correct = model(adv_data).max(1)[1] == y
+            adv_correct.sum().item()  # the paper's pgd_acc += ... .item()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
+        with torch.no_grad():
+            both += int(((model(X).max(1)[1] == y) & adv_correct).sum())
+    return both, seconds
 
 
 # --------------------------------------------------------------------------- variants
+PAPER_ATTACKS = {"torchattacks": TorchattacksPGD, "backward": BackwardPGD}
+
+
 @dataclass
 class Variant:
-    """One way of training and evaluating: the baseline, or robustal with speed settings."""
+    """One way of training and evaluating: the paper's loop (`paper` names its attack), or
+    robustal in an `Execution` with `settings`."""
 
     name: str
-    baseline: bool = False
-    precision: str = "fp32"
-    channels_last: bool = False
-    fold_batchnorm: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False
+    paper: str | None = None
+    settings: dict = field(default_factory=dict)
     eval_batch_size: int = 500
+    execution: Execution | None = None
     model: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
     train_seconds: list[float] = field(default_factory=list)
@@ -132,25 +177,22 @@ class Variant:
         """Seconds of the training epochs after the first (warm-up) when there are more."""
         return self.train_seconds[1:] or self.train_seconds
 
-    def setup(self, model: nn.Module) -> None:
-        self.model = prepare_model(model, self.channels_last, self.compile)
+    def setup(self, model: nn.Module, device: torch.device) -> None:
+        self.execution = Execution(device, **self.settings)
+        self.model = self.execution.prepare(model)
         self.optimizer = make_optimizer("adam", self.model, LR)
 
-    def attack(self, steps: int) -> PGD:
-        return PGD(EPS, STEP_SIZE, steps, fold_batchnorm=self.fold_batchnorm, cuda_graphs=self.cuda_graphs)
-
     def train_epoch(self, train: Split, device, steps: int, epoch: int) -> None:
-        shuffle = torch_generator(0, "shuffle", epoch)
-        attack_generator = torch_generator(0, "attack", epoch, device=device)
         start = time.perf_counter()
-        if self.baseline:
-            baseline_train_epoch(self.model, self.optimizer, train, device, steps, attack_generator, shuffle)
-        else:
-            fit(
-                self.model, build_regime("pgd", self.attack(steps)), train, lambda m: 0.0, device, epochs=1,
-                batch_size=BATCH_SIZE, optimizer=self.optimizer, shuffle_generator=shuffle,
-                attack_generator=attack_generator, precision=self.precision,
+        if self.paper:
+            shuffle = torch_generator(0, "shuffle", epoch)
+            attack_generator = torch_generator(0, "train-attack", epoch, device=device)
+            paper_train_epoch(
+                PAPER_ATTACKS[self.paper], self.model, self.optimizer, train, device, steps, attack_generator, shuffle
             )
+        else:
+            plan = TrainingPlan(build_regime("pgd", PGD(EPS, STEP_SIZE, steps)), lambda m: 0.0, epochs=1, batch_size=BATCH_SIZE)
+            fit(self.model, plan, train, self.execution, seed=0, round_number=epoch, optimizer=self.optimizer)
         if device.type == "cuda":
             torch.cuda.synchronize()  # fit queues kernels without waiting for them
         self.train_seconds.append(time.perf_counter() - start)
@@ -158,36 +200,40 @@ class Variant:
     def evaluate_chunk(self, chunk: Split, device, steps: int, index: int, timed: bool) -> None:
         generator = torch_generator(0, "eval", index, device=device)
         start = time.perf_counter()
-        if self.baseline:
-            robust = baseline_evaluate(self.model, chunk, device, steps, generator)
+        if self.paper:
+            correct, seconds = paper_evaluate(PAPER_ATTACKS[self.paper], self.model, chunk, device, steps, generator)
         else:
-            robust = evaluate(
-                self.model, chunk, device, self.attack(steps), generator, self.eval_batch_size, self.precision
-            ).robust_accuracy
+            attack = PGD(EPS, STEP_SIZE, steps)
+            correct = evaluate(self.model, chunk, self.execution, attack, generator, self.eval_batch_size).robust_accuracy * len(chunk)
+            seconds = time.perf_counter() - start
         if timed:
-            self.eval_seconds.append(time.perf_counter() - start)
-        self.eval_correct += robust * len(chunk)
+            self.eval_seconds.append(seconds)
+        self.eval_correct += correct
         self.eval_images += len(chunk)
 
 
-def variants(names: list[str], eval_batch_size: int) -> list[Variant]:
+def variants(names: list[str], eval_batch_size: int, device: torch.device) -> list[Variant]:
+    fast = fast_settings(detect_hardware(device.type))
+    described = ", ".join(f"{k}={v}" for k, v in fast.items() if v != Execution.__dataclass_fields__[k].default)
     catalogue = {
-        "baseline": Variant("paper-style baseline (fp32)", baseline=True),
+        "torchattacks": Variant("paper's loop: torchattacks 2.14 PGD (baseline)", paper="torchattacks"),
+        "backward": Variant("reference: the same with loss.backward() in the attack", paper="backward"),
         "fp32": Variant("robustal fp32"),
-        "fp32-cl": Variant("robustal fp32 + channels_last", channels_last=True),
-        "fp32-cl-fold": Variant("robustal fp32 + channels_last + fold BN", channels_last=True, fold_batchnorm=True),
-        "bf16": Variant("robustal bf16", precision="bf16"),
-        "bf16-cl-fold": Variant(
-            "robustal bf16 + channels_last + fold BN", precision="bf16", channels_last=True, fold_batchnorm=True
+        "fp32-cl": Variant("robustal fp32 + channels_last", settings=dict(channels_last=True)),
+        "fp32-cl-fold": Variant(
+            "robustal fp32 + channels_last + fold BN", settings=dict(channels_last=True, fold_batchnorm=True)
         ),
-        "fp32-compile": Variant("robustal fp32 + torch.compile", compile=True),
-        "fp32-graphs": Variant("robustal fp32 + CUDA graphs", cuda_graphs=True),
+        "bf16": Variant("robustal bf16", settings=dict(precision="bf16")),
+        "bf16-cl-fold": Variant(
+            "robustal bf16 + channels_last + fold BN",
+            settings=dict(precision="bf16", channels_last=True, fold_batchnorm=True),
+        ),
+        "fast": Variant(f"robustal --fast ({described})", settings=fast),
+        "fp32-compile": Variant("robustal fp32 + torch.compile", settings=dict(compile=True)),
+        "fp32-graphs": Variant("robustal fp32 + CUDA graphs", settings=dict(cuda_graphs=True)),
         "bf16-cl-fold-graphs": Variant(
             "robustal bf16 + channels_last + fold BN + CUDA graphs",
-            precision="bf16", channels_last=True, fold_batchnorm=True, cuda_graphs=True,
-        ),
-        "bf16-cl-compile": Variant(
-            "robustal bf16 + channels_last + torch.compile", precision="bf16", channels_last=True, compile=True
+            settings=dict(precision="bf16", channels_last=True, fold_batchnorm=True, cuda_graphs=True),
         ),
     }
     chosen = [catalogue[name] for name in names]
@@ -203,13 +249,13 @@ def rotate(items: list, offset: int) -> list:
 
 def run_benchmark(label, make_model, train, evaluation, device, names, epochs, train_steps, eval_steps, chunk, eval_batch_size=500):
     """Train every variant from the same initial weights, interleaved; then evaluate them."""
-    runs = variants(names, eval_batch_size)
+    runs = variants(names, eval_batch_size, device)
     torch.manual_seed(0)
     initial = make_model().state_dict()
     for variant in runs:
-        model = make_model().to(device)
+        model = make_model()
         model.load_state_dict(initial)
-        variant.setup(model)
+        variant.setup(model, device)
     for epoch in range(epochs):
         for variant in rotate(runs, epoch):
             variant.train_epoch(train, device, train_steps, epoch)
@@ -252,10 +298,18 @@ def table(
     return lines + [""]
 
 
+def describe_machine(device: torch.device) -> str:
+    """The device with its capabilities, and any environment variable that limits them."""
+    limits = [f"{name}={os.environ[name]}" for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if name in os.environ]
+    text = f"device {device}, {detect_hardware(device.type).describe()}"
+    return text + (f" (limited by {' '.join(limits)}: an emulated CPU of that kind)" if limits else "")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--variants", default="baseline,fp32,fp32-cl,fp32-cl-fold,bf16,bf16-cl-fold,fp32-compile,bf16-cl-compile"
+        "--variants", default="torchattacks,backward,fp32,fp32-cl-fold,bf16-cl-fold,fast",
+        help="the first is the baseline of the ratios",
     )
     parser.add_argument("--train-images", type=int, default=1000, help="MNIST training images per epoch")
     parser.add_argument("--epochs", type=int, default=7, help="training epochs (interleaved across variants)")
@@ -264,7 +318,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-images", type=int, default=2000, help="MNIST test images for PGD-50 evaluation")
     parser.add_argument("--train-steps", type=int, default=40)
     parser.add_argument("--eval-steps", type=int, default=50)
-    parser.add_argument("--resnet-variants", default="baseline,fp32,bf16-cl-fold")
+    parser.add_argument("--resnet-variants", default="torchattacks,fp32,fast")
     parser.add_argument("--resnet-images", type=int, default=100, help="0 skips ResNet18")
     parser.add_argument("--resnet-train-steps", type=int, default=40)
     parser.add_argument("--resnet-eval-steps", type=int, default=50)
@@ -288,12 +342,15 @@ def main() -> None:
     lines = [
         "# Adversarial training and evaluation speed",
         "",
-        "Images per second, robustal variants side by side with the paper-style baseline in one process, "
-        "interleaved (see the docstring of `benchmarks/training.py`): one round runs every variant once, back "
-        "to back (training: one epoch each; evaluation: one chunk of test images each), the first round is "
-        "warm-up (oneDNN primitives, torch.compile) when there are more. Images/s: median over rounds; ratio: "
-        "median over rounds of the baseline's time over the variant's time in the same round. Robust accuracy: "
-        "PGD-50 on all the test images after the same training (same initial weights, data order and attack seeds).",
+        "Images per second, robustal variants side by side with the paper's loop (torchattacks 2.14 PGD, "
+        "see the docstring of `benchmarks/training.py`) in one process, interleaved: one round runs every variant "
+        "once, back to back (training: one epoch each; evaluation: one chunk of test images each), the first round "
+        "is warm-up when there are more. Images/s: median over rounds; ratio: median over rounds of the "
+        "baseline's time over the variant's time in the same round. Robust accuracy: PGD-50 on all the test "
+        "images after the same training (same initial weights, data order and attack seeds), counted correct "
+        "both clean and attacked.",
+        "",
+        f"**Hardware: {describe_machine(device)}.**",
         "",
         "**Timings are noisy** on the 2-core CPU machine, shared with other engineers' jobs running at the "
         "same time; interleaving spreads that load over all variants, but treat ratio differences below ~15 % as noise.",
@@ -323,7 +380,7 @@ def main() -> None:
             args.resnet_eval_steps, accuracy=False,
         )
     footer = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, device {device}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {describe_machine(device)}, "
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}. 1-minute load average "
         f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (on the 2-core machine 2.0 = both cores busy).",
         "",

@@ -34,20 +34,10 @@ def digits():
 def trained_digits_model(digits):
     """small_cnn trained normally on the digits train split (about 95% test accuracy)."""
     from robustal.models import build_model
-    from robustal.seeding import torch_generator
-    from robustal.training import StandardTraining, fit, make_optimizer
+    from robustal.training import StandardTraining, TrainingPlan, fit
 
     torch.manual_seed(0)
     model = build_model("small_cnn", 1, 10, 8)
-    fit(
-        model,
-        StandardTraining(),
-        digits.train,
-        score=lambda m: 0.0,
-        device=torch.device("cpu"),
-        epochs=15,
-        batch_size=32,
-        optimizer=make_optimizer("adam", model, 3e-3),
-        shuffle_generator=torch_generator(0, "test-shuffle"),
-    )
+    plan = TrainingPlan(StandardTraining(), score=lambda m: 0.0, epochs=15, batch_size=32, lr=3e-3)
+    fit(model, plan, digits.train, torch.device("cpu"))
     return model.eval()

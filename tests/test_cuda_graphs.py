@@ -7,13 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from robustal.accel import Execution
+from robustal.accel.cuda_graphs import MAX_GRAPHS_PER_MODULE, replay_captured
 from robustal.attacks import PGD
 from robustal.data import Split
 from robustal.evaluation import evaluate
 from robustal.models import build_model
-from robustal.runtime import MAX_GRAPHS_PER_MODULE, autocast, prepare_model, replay_captured
 from robustal.seeding import torch_generator
-from robustal.training import build_regime, fit, make_optimizer
+from robustal.training import TrainingPlan, build_regime, fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 CUDA = torch.device("cuda")
@@ -24,7 +25,7 @@ def lenet(channels_last: bool = False) -> torch.nn.Module:
     model = build_model("lenet5", 1, 10, 32).to(CUDA)
     with torch.no_grad():  # non-trivial BatchNorm statistics
         model.train()(torch.rand(64, 1, 32, 32, device=CUDA) * 2)
-    return prepare_model(model.eval(), channels_last=channels_last)
+    return Execution(CUDA, channels_last=channels_last).prepare(model.eval())
 
 
 def batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,8 +36,8 @@ def batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def attack_both(model, x, y, precision="fp32", **options):
     results = []
     for graphs in (True, False):
-        with autocast(CUDA, precision):
-            results.append(PGD(steps=10, cuda_graphs=graphs, **options)(model, x, y, torch_generator(1, "a", device=CUDA)))
+        with Execution(CUDA, precision, cuda_graphs=graphs, **options).context():
+            results.append(PGD(steps=10)(model, x, y, torch_generator(1, "a", device=CUDA)))
     return results
 
 
@@ -88,12 +89,11 @@ def test_graphed_training_and_evaluation_match_eager():
     for graphs in (True, False):
         torch.manual_seed(0)
         model = build_model("small_cnn", 1, 10, 8).to(CUDA)
-        attack = PGD(eps=0.1, step_size=0.02, steps=5, cuda_graphs=graphs)
-        fit(model, build_regime("pgd", attack), data, lambda m: 0.0, CUDA, epochs=2, batch_size=64,
-            optimizer=make_optimizer("adam", model, 1e-3), shuffle_generator=torch_generator(0, "s"),
-            attack_generator=torch_generator(0, "a", device=CUDA))  # 300 = 4 x 64 + 44: two shapes
+        attack, execution = PGD(eps=0.1, step_size=0.02, steps=5), Execution(CUDA, cuda_graphs=graphs)
+        plan = TrainingPlan(build_regime("pgd", attack), lambda m: 0.0, epochs=2, batch_size=64)
+        fit(model, plan, data, execution)  # 300 = 4 x 64 + 44: two shapes
         results.append((copy.deepcopy(model.state_dict()),
-                        evaluate(model, data, CUDA, attack, torch_generator(0, "e", device=CUDA), batch_size=128)))
+                        evaluate(model, data, execution, attack, torch_generator(0, "e", device=CUDA), batch_size=128)))
     (graphed_state, graphed_eval), (eager_state, eager_eval) = results
     # float-level differences flip the sign of near-zero gradients now and then, and Adam turns
     # each flip into a step of about 2 x lr: the trajectories stay within a few such steps

@@ -7,10 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from robustal import kernels
+from robustal.accel import Execution, fold_batchnorm, kernels
 from robustal.attacks import PGD
 from robustal.models import build_model
-from robustal.runtime import fold_batchnorm
 from robustal.seeding import torch_generator
 
 pytestmark = pytest.mark.skipif(kernels.numba is None, reason="the fused kernels need numba")
@@ -113,6 +112,7 @@ def test_attacks_through_the_fused_view_match_the_plain_model():
     model.eval()
     assert any(isinstance(m, kernels.FusedConvReluPool) for m in fold_batchnorm(model).modules())
     x, y = torch.rand(50, 1, 32, 32), torch.randint(0, 10, (50,))
-    fused = PGD(steps=10, fold_batchnorm=True)(model, x, y, torch_generator(0, "a"))
+    with Execution(fold_batchnorm=True).context():
+        fused = PGD(steps=10)(model, x, y, torch_generator(0, "a"))
     plain = PGD(steps=10)(copy.deepcopy(model), x, y, torch_generator(0, "a"))
     assert (fused != plain).float().mean() < 0.01  # the same attack up to float rounding

@@ -13,8 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "robustal"
 # lowest first; modules on one line are one layer and may import each other
 LAYERS = [
     ("robustal", "errors"),
-    ("seeding", "kernels", "outputs", "rundir"),
+    ("seeding", "outputs", "rundir"),
     ("runtime",),
+    ("accel",),  # execution settings and speed code: below everything that computes
     ("data",),
     ("models",),
     ("attacks",),

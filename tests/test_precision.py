@@ -6,15 +6,16 @@ import pytest
 import torch
 
 from run_helpers import tiny_settings
+from robustal.accel import Execution, check_precision
 from robustal.attacks import FGSM, PGD
 from robustal.config import make_config
 from robustal.errors import ConfigError
 from robustal.evaluation import evaluate
 from robustal.loop import run_active_learning
 from robustal.models import build_model
-from robustal.runtime import autocast, check_precision, to_float
+from robustal.runtime import to_float
 from robustal.seeding import torch_generator
-from robustal.training import build_regime, fit, make_optimizer
+from robustal.training import TrainingPlan, build_regime, fit, make_optimizer
 
 CPU = torch.device("cpu")
 
@@ -25,9 +26,9 @@ def batch(digits):
 
 
 def test_autocast_is_a_no_op_in_fp32_and_bf16_autocast_otherwise():
-    with autocast(CPU, "fp32"):
+    with Execution(CPU, "fp32").context():
         assert not torch.is_autocast_enabled("cpu")
-    with autocast(CPU, "bf16"):
+    with Execution(CPU, "bf16").context():
         assert torch.is_autocast_enabled("cpu")
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
         assert torch.nn.Linear(3, 2)(torch.ones(1, 3)).dtype == torch.bfloat16
@@ -39,6 +40,8 @@ def test_unknown_precisions_are_rejected(name):
         check_precision(name)
     with pytest.raises(ConfigError, match="precision"):
         make_config(precision=name)
+    with pytest.raises(ConfigError, match="unknown precision"):
+        Execution(CPU, name)
 
 
 @pytest.mark.parametrize("attack", [PGD(eps=0.1, step_size=0.02, steps=10), FGSM(eps=0.1)], ids=repr)
@@ -46,7 +49,7 @@ def test_bf16_adversarial_examples_are_float32_in_the_eps_ball_and_pixel_range(t
     x, y = batch
     model = trained_digits_model
     model.zero_grad(set_to_none=True)
-    with autocast(CPU, "bf16"):
+    with Execution(CPU, "bf16").context():
         x_adv = attack(model, x, y, torch_generator(0, "t"))
     assert x_adv.dtype == torch.float32 and not x_adv.requires_grad
     assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -59,7 +62,7 @@ def test_bf16_adversarial_examples_are_float32_in_the_eps_ball_and_pixel_range(t
 def test_bf16_evaluation_is_close_to_fp32(trained_digits_model, digits):
     attack = PGD(eps=0.1, step_size=0.02, steps=10)
     results = {
-        precision: evaluate(trained_digits_model, digits.test, CPU, attack, torch_generator(0, "e"), precision=precision)
+        precision: evaluate(trained_digits_model, digits.test, Execution(CPU, precision), attack, torch_generator(0, "e"))
         for precision in ("fp32", "bf16")
     }
     assert abs(results["bf16"].clean_accuracy - results["fp32"].clean_accuracy) <= 0.02
@@ -74,15 +77,13 @@ def test_bf16_adversarial_training_keeps_fp32_master_weights_and_matches_fp32(di
     for precision in ("fp32", "bf16"):
         model = copy.deepcopy(initial)
         optimizer = make_optimizer("adam", model, 3e-3)
-        fit(
-            model, build_regime("pgd", attack), digits.train, lambda m: 0.0, CPU, epochs=8, batch_size=32,
-            optimizer=optimizer, shuffle_generator=torch_generator(0, "s"), attack_generator=torch_generator(0, "a"),
-            precision=precision,
-        )
+        plan = TrainingPlan(build_regime("pgd", attack), lambda m: 0.0, epochs=8, batch_size=32)
+        fit(model, plan, digits.train, Execution(CPU, precision), optimizer=optimizer)
         assert all(p.dtype == torch.float32 for p in model.parameters())
         assert all(v.dtype == torch.float32 for state in optimizer.state.values() for v in state.values() if v.is_floating_point())
         robustness[precision] = evaluate(model, digits.test, CPU, attack, torch_generator(0, "e")).robust_accuracy
-    assert robustness["fp32"] > 0.4
+    untrained = evaluate(initial, digits.test, CPU, attack, torch_generator(0, "e")).robust_accuracy
+    assert robustness["fp32"] > untrained + 0.2  # adversarial training worked (about 0.1 -> 0.4)
     assert abs(robustness["bf16"] - robustness["fp32"]) <= 0.08
 
 

@@ -1,5 +1,6 @@
-"""Speed settings that must not change what is computed: evaluation batch size, BatchNorm
-folding in attacks, channels-last weights, torch.compile wiring. No timed assertions."""
+"""Execution settings that must not change what is computed: evaluation batch size, BatchNorm
+folding in attacks, channels-last weights, torch.compile wiring, the execution route itself.
+No timed assertions."""
 
 import copy
 
@@ -10,7 +11,8 @@ from torch import nn
 from robustal.attacks import PGD
 from robustal.evaluation import evaluate
 from robustal.models import build_model
-from robustal.runtime import fold_batchnorm, prepare_model, to_float
+from robustal.accel import Execution, current_execution, fold_batchnorm
+from robustal.runtime import to_float
 from robustal.seeding import torch_generator
 
 CPU = torch.device("cpu")
@@ -65,13 +67,17 @@ def test_folded_view_refreshes_its_weights_in_place():
     assert not any(m.weight.requires_grad or m.bias.requires_grad for m in folded)
 
 
+def attack_in(execution: Execution, model, x, y):
+    with execution.context():
+        return PGD(eps=0.1, step_size=0.02, steps=5)(model, x, y, torch_generator(0, "a"))
+
+
 def test_cuda_graphs_change_nothing_on_cpu(digits):
     model = model_with_batchnorm_statistics("small_cnn", 1, 8)
     x, y = to_float(digits.test.images[:64]), digits.test.labels[:64]
-    graphed = PGD(eps=0.1, step_size=0.02, steps=5, cuda_graphs=True)(model, x, y, torch_generator(0, "a"))
+    graphed = attack_in(Execution(CPU, cuda_graphs=True), model, x, y)
     plain = PGD(eps=0.1, step_size=0.02, steps=5)(model, x, y, torch_generator(0, "a"))
     assert torch.equal(graphed, plain)
-    assert repr(PGD(cuda_graphs=True, fold_batchnorm=True)).endswith("fold_batchnorm=True, cuda_graphs=True)")
 
 
 def test_models_without_batchnorm_or_untraceable_are_attacked_as_they_are():
@@ -92,12 +98,12 @@ def test_models_without_batchnorm_or_untraceable_are_attacked_as_they_are():
 
 def test_a_failure_while_rewriting_a_traced_model_is_not_hidden(monkeypatch):
     # only "torch.fx cannot trace this model" means "attack it unfolded"; a bug in the rewrite surfaces
-    import robustal.runtime
+    import robustal.accel.folding
 
     def broken(module):
         raise ValueError("rewrite bug")
 
-    monkeypatch.setattr(robustal.runtime, "fuse_conv_relu_pool", broken)
+    monkeypatch.setattr(robustal.accel.folding, "fuse_conv_relu_pool", broken)
     with pytest.raises(ValueError, match="rewrite bug"):
         fold_batchnorm(model_with_batchnorm_statistics("small_cnn", 1, 8))
 
@@ -108,19 +114,17 @@ def test_folding_attack_leaves_mode_statistics_and_gradients_alone(training, dig
     x, y = to_float(digits.test.images[:64]), digits.test.labels[:64]
     statistics = copy.deepcopy({k: v for k, v in model.state_dict().items() if "running" in k})
     model.train(training)
-    folded = PGD(eps=0.1, step_size=0.02, steps=5, fold_batchnorm=True)(model, x, y, torch_generator(0, "a"))
-    plain = PGD(eps=0.1, step_size=0.02, steps=5)(model, x, y, torch_generator(0, "a"))
+    folded = attack_in(Execution(CPU, fold_batchnorm=True), model, x, y)
+    plain = attack_in(Execution(CPU), model, x, y)
     assert model.training is training
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(model.state_dict()[k], v) for k, v in statistics.items())
     assert (folded - x).abs().max() <= 0.1 + 1e-6 and folded.min() >= 0 and folded.max() <= 1
     assert (folded != plain).float().mean() < 0.01  # the same attack up to float rounding
-    assert "fold_batchnorm=True" in repr(PGD(fold_batchnorm=True))
 
 
 def test_channels_last_changes_the_layout_not_the_results(trained_digits_model, digits):
-    model = copy.deepcopy(trained_digits_model)
-    prepare_model(model, channels_last=True)
+    model = Execution(CPU, channels_last=True).prepare(copy.deepcopy(trained_digits_model))
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.ndim == 4)
     attack = PGD(eps=0.1, step_size=0.02, steps=5)
     reference = evaluate(trained_digits_model, digits.test, CPU, attack, torch_generator(0, "e"))
@@ -132,6 +136,54 @@ def test_channels_last_changes_the_layout_not_the_results(trained_digits_model, 
 def test_compile_keeps_parameter_names_and_state_dict():
     model = build_model("small_cnn", 1, 10, 8)
     keys = list(model.state_dict())
-    prepare_model(model, compile=True)  # compilation itself happens lazily, at the first call
+    Execution(CPU, compile=True).prepare(model)  # compilation itself happens lazily, at the first call
     assert list(model.state_dict()) == keys
     assert model._compiled_call_impl is not None
+
+
+def test_the_attack_runs_on_the_view_of_the_enclosing_execution(monkeypatch, digits):
+    model = model_with_batchnorm_statistics("small_cnn", 1, 8)
+    x, y = to_float(digits.test.images[:16]), digits.test.labels[:16]
+    attacked = []
+    original = PGD.perturb
+    monkeypatch.setattr(PGD, "perturb", lambda self, target, *rest: attacked.append(target) or original(self, target, *rest))
+    attack_in(Execution(CPU, fold_batchnorm=True), model, x, y)
+    attack_in(Execution(CPU), model, x, y)
+    PGD(steps=1)(model, x, y)  # outside any execution: the model itself
+    assert attacked[0] is fold_batchnorm(model) and attacked[0] is not model
+    assert attacked[1] is model and attacked[2] is model
+    assert current_execution() == Execution()  # the context was left
+
+
+def test_an_execution_comes_from_the_run_config_and_prepares_the_model_once():
+    from robustal.config import make_config
+
+    config = make_config(precision="bf16", channels_last=True, fold_batchnorm=True, device="cpu")
+    execution = Execution.from_config(config)
+    assert execution == Execution(CPU, "bf16", channels_last=True, fold_batchnorm=True)
+    model = execution.prepare(build_model("lenet5", 1, 10, 32))
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.ndim == 4)
+    assert Execution.of(execution) is execution and Execution.of("cpu") == Execution()
+
+
+def test_fit_and_evaluate_run_the_attacks_in_the_execution_they_are_given(monkeypatch, digits):
+    from robustal.training import TrainingPlan, build_regime, fit
+
+    seen = []
+    original = PGD.perturb
+
+    def recording(self, target, *rest):
+        seen.append((target is not model, torch.is_autocast_enabled("cpu")))
+        return original(self, target, *rest)
+
+    monkeypatch.setattr(PGD, "perturb", recording)
+    model = model_with_batchnorm_statistics("small_cnn", 1, 8)
+    attack = PGD(eps=0.1, step_size=0.05, steps=2)
+    plan = TrainingPlan(build_regime("pgd", attack), lambda m: 0.0, epochs=1, batch_size=100)
+    execution = Execution(CPU, "bf16", fold_batchnorm=True)
+    fit(model, plan, digits.train.subset(slice(0, 200)), execution)
+    evaluate(model, digits.test.subset(slice(0, 50)), execution, attack)
+    assert seen == [(True, True)] * 3  # two training batches and one evaluation batch: folded view, bf16
+    seen.clear()
+    evaluate(model, digits.test.subset(slice(0, 50)), CPU, attack)
+    assert seen == [(False, False)]

@@ -10,7 +10,7 @@ from robustal.errors import ConfigError
 from robustal.evaluation import evaluate
 from robustal.models import build_model
 from robustal.seeding import torch_generator
-from robustal.training import build_regime, fit, make_optimizer, make_scheduler
+from robustal.training import TrainingPlan, build_regime, fit, make_optimizer, make_scheduler
 
 
 def test_fit_keeps_the_weights_of_the_best_scoring_epoch(digits):
@@ -23,10 +23,8 @@ def test_fit_keeps_the_weights_of_the_best_scoring_epoch(digits):
         snapshots.append(copy.deepcopy(m.state_dict()))
         return next(scripted_scores)
 
-    result = fit(
-        model, build_regime("standard"), digits.train.subset(slice(0, 200)), score, torch.device("cpu"),
-        epochs=4, batch_size=50, optimizer=make_optimizer("adam", model, 1e-3), shuffle_generator=torch_generator(0, "s"),
-    )
+    plan = TrainingPlan(build_regime("standard"), score, epochs=4, batch_size=50)
+    result = fit(model, plan, digits.train.subset(slice(0, 200)), torch.device("cpu"))
     assert result.best_epoch == 1 and result.best_score == 0.7  # first of equal scores wins
     assert result.epoch_scores == [0.1, 0.7, 0.3, 0.7]
     for name, tensor in model.state_dict().items():
@@ -40,11 +38,8 @@ def test_adversarial_training_raises_robustness_over_standard_training(digits):
     for regime in ("standard", "pgd"):
         torch.manual_seed(0)
         model = build_model("small_cnn", 1, 10, 8)
-        fit(
-            model, build_regime(regime, attack), digits.train, lambda m: 0.0, device, epochs=12, batch_size=32,
-            optimizer=make_optimizer("adam", model, 3e-3), shuffle_generator=torch_generator(0, "s"),
-            attack_generator=torch_generator(0, "a"),
-        )
+        plan = TrainingPlan(build_regime(regime, attack), lambda m: 0.0, epochs=12, batch_size=32, lr=3e-3)
+        fit(model, plan, digits.train, device)
         robustness[regime] = evaluate(model, digits.test, device, attack, torch_generator(0, "e")).robust_accuracy
     assert robustness["pgd"] > robustness["standard"] + 0.2
 
@@ -73,7 +68,7 @@ def test_unknown_names_list_the_valid_ones():
         make_scheduler("cosine", make_optimizer("sgd", torch.nn.Linear(1, 1), 0.1), 10)
 
 
-def _train_small_cnn(digits, augment_generator):
+def _train_small_cnn(digits, augment):
     torch.manual_seed(0)
     model = build_model("small_cnn", 1, 10, 8)
     seen = []
@@ -85,21 +80,18 @@ def _train_small_cnn(digits, augment_generator):
         return original_loss(m, x, y, generator)
 
     regime.loss = recording_loss
-    fit(
-        model, regime, digits.train.subset(slice(0, 100)), lambda m: 0.0, torch.device("cpu"), epochs=1,
-        batch_size=50, optimizer=make_optimizer("adam", model, 1e-3), shuffle_generator=torch_generator(0, "s"),
-        augment_generator=augment_generator,
-    )
+    plan = TrainingPlan(regime, lambda m: 0.0, epochs=1, batch_size=50, augment=augment)
+    fit(model, plan, digits.train.subset(slice(0, 100)), torch.device("cpu"), seed=0)
     return torch.cat(seen), model
 
 
 def test_fit_augments_batches_reproducibly_and_only_when_asked(digits):
-    plain, _ = _train_small_cnn(digits, None)
-    augmented, model_a = _train_small_cnn(digits, torch_generator(0, "augment"))
-    again, model_b = _train_small_cnn(digits, torch_generator(0, "augment"))
+    plain, _ = _train_small_cnn(digits, augment=False)
+    augmented, model_a = _train_small_cnn(digits, augment=True)
+    again, model_b = _train_small_cnn(digits, augment=True)
     assert augmented.shape == plain.shape
     assert not torch.equal(augmented, plain)  # crops and flips changed the inputs
-    assert torch.equal(augmented, again)  # same generator seed, same batches and weights
+    assert torch.equal(augmented, again)  # same seed, same batches and weights
     for name, tensor in model_a.state_dict().items():
         assert torch.equal(tensor, model_b.state_dict()[name])
     # a crop keeps pixel values (zero padding adds zeros only): every augmented pixel exists in the plain batch

@@ -6,18 +6,15 @@ Every attack is a small object holding its parameters (paper defaults) with one 
 - runs the model in eval mode and restores the mode it found;
 - takes gradients with respect to the input only (``torch.autograd.grad``), so it never
   accumulates gradients in the model's parameters (nor computes them);
-- runs forward passes in the caller's precision: inside ``robustal.runtime.autocast(device,
-  "bf16")`` they run in bf16, while the input, the loss (from float32 logits) and the
-  perturbation stay float32;
+- runs in the enclosing execution (`robustal.accel.Execution.context()`): forward passes at its
+  precision (under bf16 the input, the loss, from float32 logits, and the perturbation stay
+  float32), on its attack view of the model (BatchNorm folded, fused CPU kernels: the same
+  function up to float rounding), PGD's steps replayed as a CUDA graph where it asks for them;
 - never synchronises with the host inside its loop (no ``.item()``, no ``.cpu()``);
 - returns a detached tensor in [0, 1] within the eps-ball of `x`.
 
-``fold_batchnorm=True`` attacks a faster view of the eval-mode model
-(`robustal.runtime.fold_batchnorm`): each Conv2d -> BatchNorm2d pair folded into one
-convolution, one-channel convolution -> ReLU -> 2x2 max-pooling blocks as fused CPU kernels
-(`robustal.kernels`): the same function up to float rounding. ``cuda_graphs=True`` (PGD) runs the
-steps on CUDA inputs as a captured CUDA graph (`robustal.runtime.replay_captured`): the same
-kernels without per-kernel launch cost; on CPU inputs it changes nothing.
+An attack holds only what defines it (radius, step, steps, norm, random start); how it
+executes is the execution's business.
 """
 
 from __future__ import annotations
@@ -29,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustal.accel import current_execution
 from robustal.errors import ConfigError, unknown_name_error
-from robustal.runtime import fold_batchnorm, model_mode, replay_captured
+from robustal.runtime import model_mode
 
 NORMS = ("linf", "l2")
 
@@ -48,24 +46,15 @@ def _l2_normalise(v: torch.Tensor) -> torch.Tensor:
     return v / norms.view(-1, *([1] * (v.ndim - 1)))
 
 
-def _options_repr(attack: "Attack") -> str:
-    options = ("fold_batchnorm", "cuda_graphs")
-    return "".join(f", {name}=True" for name in options if getattr(attack, name))
-
-
 class Attack(ABC):
-    """Base class: validates nothing itself, handles model mode, gradient context, BN folding."""
-
-    fold_batchnorm: bool = False
-    cuda_graphs: bool = False
+    """Base class: validates nothing itself, handles model mode, gradient context, attack view."""
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Adversarial examples for inputs `x` (float, [0, 1]) with true labels `y`."""
         with model_mode(model, training=False), torch.inference_mode(False), torch.enable_grad():
-            target = fold_batchnorm(model) if self.fold_batchnorm else model
-            x_adv = self.perturb(target, x.detach(), y, generator)
+            x_adv = self.perturb(current_execution().attack_view(model), x.detach(), y, generator)
         return x_adv.detach()
 
     @abstractmethod
@@ -76,16 +65,16 @@ class Attack(ABC):
 class FGSM(Attack):
     """Fast gradient sign method (Goodfellow et al., 2015): one L-inf step of size eps."""
 
-    def __init__(self, eps: float = 0.3, fold_batchnorm: bool = False) -> None:
+    def __init__(self, eps: float = 0.3) -> None:
         if eps < 0:
             raise ConfigError(f"eps must be >= 0, got {eps}")
-        self.eps, self.fold_batchnorm = eps, fold_batchnorm
+        self.eps = eps
 
     def perturb(self, model, x, y, generator):
         return (x + self.eps * _input_gradient(model, x, y).sign()).clamp_(0.0, 1.0)
 
     def __repr__(self) -> str:
-        return f"FGSM(eps={self.eps}{_options_repr(self)})"
+        return f"FGSM(eps={self.eps})"
 
 
 class PGD(Attack):
@@ -101,8 +90,6 @@ class PGD(Attack):
         steps: int = 40,
         random_start: bool = True,
         norm: str = "linf",
-        fold_batchnorm: bool = False,
-        cuda_graphs: bool = False,
     ) -> None:
         if eps < 0:
             raise ConfigError(f"eps must be >= 0, got {eps}")
@@ -113,7 +100,6 @@ class PGD(Attack):
         if norm not in NORMS:
             raise unknown_name_error("norm", norm, NORMS)
         self.eps, self.step_size, self.steps, self.random_start, self.norm = eps, step_size, steps, random_start, norm
-        self.fold_batchnorm, self.cuda_graphs = fold_batchnorm, cuda_graphs
 
     def _random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -138,10 +124,11 @@ class PGD(Attack):
         x_adv = x.clone()
         if self.random_start and self.eps > 0:
             x_adv = self._project(x + self._random_start(x, generator), x)
-        if self.cuda_graphs and x.is_cuda and self.steps > 0:
-            key = ("pgd", self.eps, self.step_size, self.steps, self.norm)
-            return replay_captured(model, key, functools.partial(self._steps, model), x, x_adv, y)
-        return self._steps(model, x, x_adv, y)
+        if self.steps == 0:
+            return x_adv
+        # the steps use no randomness: the execution may replay them as a captured CUDA graph
+        key = ("pgd", self.eps, self.step_size, self.steps, self.norm)
+        return current_execution().replay(model, key, functools.partial(self._steps, model), x, x_adv, y)
 
     def _steps(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         for _ in range(self.steps):
@@ -153,5 +140,5 @@ class PGD(Attack):
     def __repr__(self) -> str:
         return (
             f"PGD(eps={self.eps}, step_size={self.step_size}, steps={self.steps}, "
-            f"random_start={self.random_start}, norm={self.norm!r}{_options_repr(self)})"
+            f"random_start={self.random_start}, norm={self.norm!r})"
         )

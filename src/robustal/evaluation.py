@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robustal.accel import Execution
 from robustal.attacks import Attack
 from robustal.data.dataset import Split
-from robustal.runtime import autocast, batch_slices, model_mode, to_float
+from robustal.runtime import batch_slices, model_mode, to_float
 
 # Samples per batch. The batch size does not change the results (every sample is attacked on
 # its own; fp32 results are identical for any batch size), only the speed: on CPU, LeNet-5 in
@@ -35,24 +36,25 @@ class Metrics:
 def evaluate(
     model: nn.Module,
     split: Split,
-    device: torch.device,
+    execution: Execution | torch.device | str = "cpu",
     attack: Attack | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
-    precision: str = "fp32",
 ) -> Metrics:
     """Clean accuracy on `split` and, if `attack` is given, accuracy on its adversarial examples.
 
     The model is evaluated in eval mode and left in the mode it was in; predictions run under
-    ``torch.inference_mode``, and forward passes (the attack's too) at `precision` (see
-    `robustal.runtime.autocast`). The split is moved to `device` once, and correct counts are
-    accumulated on the device: the only host synchronisation is the final result.
+    ``torch.inference_mode``, and everything (the attack too) in `execution`'s context (a device
+    means fp32 eager there; see `robustal.accel`). The split is moved to the device once, and
+    correct counts are accumulated on the device: the only host synchronisation is the final result.
     """
+    execution = Execution.of(execution)
+    device = execution.device
     images = split.images.to(device, non_blocking=True)
     labels = split.labels.to(device, non_blocking=True)
     clean_correct = torch.zeros((), dtype=torch.long, device=device)
     robust_correct = torch.zeros((), dtype=torch.long, device=device)
-    with model_mode(model, training=False), autocast(device, precision):
+    with model_mode(model, training=False), execution.context():
         for part in batch_slices(len(split), batch_size):
             x, y = to_float(images[part]), labels[part]
             with torch.inference_mode():

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustal.accel import Execution
 from robustal.acquisition import AcquisitionFunction, PoolContext, build_acquisition
 from robustal.acquisition.scoring import entropy, predict_probabilities
 from robustal.attacks import PGD
@@ -40,38 +41,18 @@ from robustal.rundir import (
     round_checkpoint_name,
     write_config,
 )
-from robustal.runtime import autocast, prepare_model, select_device
 from robustal.seeding import derive_seed, numpy_rng, torch_generator
-from robustal.training import FitResult, TrainingRegime, build_regime, fit, make_optimizer
+from robustal.training import FitResult, TrainingPlan, build_regime, fit
 
 ENTROPY_BINS = 20  # equal bins over [0, ln(classes)] of the entropy histograms of each round
 ENTROPY_POOL_SAMPLE = 5000  # pool images whose entropies are histogrammed each round (a seeded sample)
 
 
-@dataclass
-class TrainingPlan:
-    """How each round trains: regime, epochs, batches, optimizer, and the validation score."""
-
-    regime: TrainingRegime
-    score: Callable[[nn.Module], float]
-    epochs: int = 10
-    batch_size: int = 100
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    retrain_from_scratch: bool = False
-    precision: str = "fp32"
-    augment: bool = False  # random crop + flip of training batches (SVHN, CIFAR-10 as the paper)
-    # the first fit (the random initial set) with another regime and score: the paper's standard warm-up
-    warm_up: TrainingRegime | None = None
-    warm_up_score: Callable[[nn.Module], float] | None = None
-
-
 class ActiveLearner:
     """Pool-based active learner over `images` (uint8, N x C x H x W); indices index `images`.
 
-    Every random choice of round r is seeded from (seed, purpose, r), so a learner restored
+    `execution` (`robustal.accel.Execution`, or a device for fp32 eager there) is how training,
+    selection and evaluation run. Every random choice of round r is seeded from (seed, purpose, r), so a learner restored
     from a checkpoint at round r continues exactly as an uninterrupted one.
     """
 
@@ -81,14 +62,15 @@ class ActiveLearner:
         images: torch.Tensor,
         acquisition: AcquisitionFunction,
         plan: TrainingPlan,
-        device: torch.device,
+        execution: Execution | torch.device,
         seed: int = 0,
     ) -> None:
-        self.model = model.to(device)
+        self.execution = Execution.of(execution)
+        self.device = self.execution.device
+        self.model = model.to(self.device)
         self.images = images
         self.acquisition = acquisition
         self.plan = plan
-        self.device = device
         self.seed = seed
         self.labels = np.full(len(images), -1, dtype=np.int64)
         self.labeled_indices = np.empty(0, dtype=np.int64)
@@ -103,13 +85,13 @@ class ActiveLearner:
     def query(self, k: int) -> np.ndarray:
         """The `k` pool indices the acquisition function picks for the next round."""
         rng = numpy_rng(self.seed, "select", self.rounds_trained)
-        with autocast(self.device, self.plan.precision):  # scoring forward passes at the run's precision
+        with self.execution.context():  # scoring passes (and attacks) at the run's precision
             return self.acquisition.select(self._context(), self.pool_indices, k, rng)
 
     def probabilities(self, indices: np.ndarray) -> torch.Tensor:
         """Softmax outputs (n, classes) of the current model on the images at `indices`: one
         clean forward pass in batches, at the run's precision."""
-        with autocast(self.device, self.plan.precision):
+        with self.execution.context():
             return predict_probabilities(self._context(), indices)
 
     def _context(self) -> PoolContext:
@@ -143,8 +125,8 @@ class ActiveLearner:
         self.labeled_indices = np.concatenate([self.labeled_indices, indices])
 
     def fit(self) -> FitResult:
-        """Train on the labeled set; keeps the best epoch and counts a round. The first round
-        trains with the plan's `warm_up` regime when it has one."""
+        """Train on the labeled set (`robustal.training.fit`: the first round with the plan's
+        `warm_up` regime when it has one); keeps the best epoch and counts a round."""
         if len(self.labeled_indices) == 0:
             raise PoolExhaustedError("nothing is labeled yet: teach() some labels before fit()")
         plan = self.plan
@@ -152,22 +134,7 @@ class ActiveLearner:
             self.model.load_state_dict(self._initial_state)
         index = torch.as_tensor(self.labeled_indices)
         data = Split(self.images[index], torch.as_tensor(self.labels[self.labeled_indices]))
-        warming_up = self.rounds_trained == 0 and plan.warm_up is not None
-        result = fit(
-            self.model,
-            plan.warm_up if warming_up else plan.regime,
-            data,
-            plan.warm_up_score if warming_up else plan.score,
-            self.device,
-            epochs=plan.epochs,
-            batch_size=plan.batch_size,
-            optimizer=make_optimizer(plan.optimizer, self.model, plan.lr, plan.weight_decay),
-            shuffle_generator=torch_generator(self.seed, "shuffle", self.rounds_trained),
-            attack_generator=torch_generator(self.seed, "train-attack", self.rounds_trained, device=self.device),
-            lr_schedule=plan.lr_schedule,
-            precision=plan.precision,
-            augment_generator=torch_generator(self.seed, "augment", self.rounds_trained) if plan.augment else None,
-        )
+        result = fit(self.model, plan, data, self.execution, self.seed, self.rounds_trained)
         self.rounds_trained += 1
         return result
 
@@ -258,14 +225,14 @@ def records_frame(config: RunConfig, records: list[RoundRecord]):
 
 def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearner, PGD]:
     """The learner of `config` on `dataset`, and the evaluation attack (PGD, eval settings)."""
-    device = select_device(config.device)
+    execution = Execution.from_config(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(config.seed, "init"))
         model = build_model(config.model_name, dataset.channels, dataset.num_classes, dataset.image_size)
-    prepare_model(model.to(device), config.channels_last, config.compile)
-    speed = {"fold_batchnorm": config.fold_batchnorm, "cuda_graphs": config.cuda_graphs}
-    train_attack = PGD(config.eps, config.step_size, config.train_steps, True, **speed)
-    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, True, **speed)
+    execution.prepare(model)
+    device = execution.device
+    train_attack = PGD(config.eps, config.step_size, config.train_steps, True)
+    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, True)
     regime = build_regime(config.training, train_attack)
     validation = dataset.validation.subset(slice(0, config.validation_size))
 
@@ -275,7 +242,7 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
         def score(model: nn.Module) -> float:
             attack = eval_attack if adversarial else None
             generator = torch_generator(config.seed, "validation-attack", device=device)
-            metrics = evaluate(model, validation, device, attack, generator, precision=config.precision)
+            metrics = evaluate(model, validation, execution, attack, generator)
             return metrics.robust_accuracy if adversarial else metrics.clean_accuracy
 
         return score
@@ -293,11 +260,10 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
         weight_decay=config.weight_decay,
         lr_schedule=config.lr_schedule,
         retrain_from_scratch=config.retrain_from_scratch,
-        precision=config.precision,
         augment=config.uses_augmentation,
     )
     acquisition = build_acquisition(config.acquisition, **config.acquisition_options)
-    return ActiveLearner(model, dataset.train.images, acquisition, plan, device, config.seed), eval_attack
+    return ActiveLearner(model, dataset.train.images, acquisition, plan, execution, config.seed), eval_attack
 
 
 def run_active_learning(
@@ -346,9 +312,7 @@ def run_active_learning(
         result = learner.fit()
         start = time.perf_counter()
         eval_generator = torch_generator(config.seed, "test-attack", len(records), device=learner.device)
-        metrics: Metrics = evaluate(
-            learner.model, test, learner.device, eval_attack, eval_generator, precision=config.precision
-        )
+        metrics: Metrics = evaluate(learner.model, test, learner.execution, eval_attack, eval_generator)
         record = RoundRecord(
             round=len(records),
             labeled=len(learner.labeled_indices),

@@ -337,9 +337,7 @@ class RetrainingProblem:
         precision; the attack's random start is the same for every call (so before and after
         are measured on the same draws)."""
         generator = torch_generator(self.config.seed, "retrain-evaluation-attack", device=learner.device)
-        return evaluate(
-            learner.model, self.dataset.test, learner.device, attack, generator, precision=learner.plan.precision
-        )
+        return evaluate(learner.model, self.dataset.test, learner.execution, attack, generator)
 
 
 def checkpoint_path(config: RetrainConfig, root: str | os.PathLike | None = None) -> Path:

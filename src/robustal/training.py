@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustal.accel import Execution
 from robustal.attacks import PGD, Attack
 from robustal.data.augment import augment
 from robustal.data.dataset import Split
 from robustal.errors import ConfigError, unknown_name_error
-from robustal.runtime import autocast, batch_slices, check_precision, model_mode, to_float
+from robustal.runtime import batch_slices, model_mode, to_float
+from robustal.seeding import torch_generator
 
 
 class TrainingRegime(ABC):
@@ -33,7 +35,7 @@ class TrainingRegime(ABC):
     @abstractmethod
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The training loss of batch (x, y), float32; called with the model in train mode and in
-        the run's precision context (`robustal.runtime.autocast`)."""
+        the run's execution context (`robustal.accel.Execution.context`)."""
 
 
 class StandardTraining(TrainingRegime):
@@ -112,6 +114,27 @@ def make_scheduler(
 
 
 @dataclass
+class TrainingPlan:
+    """How a model trains: regime, epochs, batches, optimizer, and the validation score that
+    picks the kept epoch (the loop's `retrain_from_scratch` and the first round's `warm_up`
+    regime and score included)."""
+
+    regime: TrainingRegime
+    score: Callable[[nn.Module], float]
+    epochs: int = 10
+    batch_size: int = 100
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    retrain_from_scratch: bool = False
+    augment: bool = False  # random crop + flip of training batches (SVHN, CIFAR-10 as the paper)
+    # the first fit (the random initial set) with another regime and score: the paper's standard warm-up
+    warm_up: TrainingRegime | None = None
+    warm_up_score: Callable[[nn.Module], float] | None = None
+
+
+@dataclass
 class FitResult:
     """What one call of `fit` did: the kept epoch (0-based), its score, every epoch's score, and
     its wall time in seconds, of which `score_seconds` went into the per-epoch scoring."""
@@ -125,37 +148,43 @@ class FitResult:
 
 def fit(
     model: nn.Module,
-    regime: TrainingRegime,
+    plan: TrainingPlan,
     data: Split,
-    score: Callable[[nn.Module], float],
-    device: torch.device,
-    epochs: int,
-    batch_size: int,
-    optimizer: torch.optim.Optimizer,
-    shuffle_generator: torch.Generator,
-    attack_generator: torch.Generator | None = None,
-    lr_schedule: str = "constant",
-    precision: str = "fp32",
-    augment_generator: torch.Generator | None = None,
+    execution: Execution | torch.device | str = "cpu",
+    seed: int = 0,
+    round_number: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> FitResult:
-    """Train `model` on `data` for `epochs` and load the weights of the best-scoring epoch.
+    """Train `model` on `data` as `plan` says and load the weights of the best-scoring epoch.
 
-    `score(model)` is called after every epoch (higher is better; the first of equal scores wins).
-    `shuffle_generator` (CPU) orders the batches; `attack_generator` feeds adversarial regimes;
-    `lr_schedule` is stepped once per batch (see `make_scheduler`). `precision` ``bf16`` runs
-    the regime's forward passes (attack included) under bf16 autocast; weights, gradients and
-    optimizer state stay float32 (see `robustal.runtime.autocast`). With `augment_generator`
-    (CPU), every batch is randomly cropped and flipped first (`robustal.data.augment`).
+    `plan.score(model)` is called after every epoch (higher is better; the first of equal scores
+    wins). Round 0 trains with `plan.warm_up` and `plan.warm_up_score` when the plan has them.
+    Every random choice is seeded from (`seed`, purpose, `round_number`): the batch order
+    (``shuffle``), the attack's random starts (``train-attack``) and, with `plan.augment`, the
+    random crops and flips (``augment``, `robustal.data.augment`). The regime's forward passes
+    run in `execution`'s context (a device means fp32 eager there; see `robustal.accel`);
+    weights, gradients and optimizer state stay float32. `optimizer` replaces the plan's
+    (a fresh one per call) to carry its state across calls; `plan.lr_schedule` steps per batch.
     """
-    if epochs < 1:
-        raise ConfigError(f"epochs must be >= 1, got {epochs}")
-    check_precision(precision)
+    if plan.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {plan.epochs}")
     start = time.perf_counter()
+    execution = Execution.of(execution)
+    device = execution.device
+    warming_up = round_number == 0 and plan.warm_up is not None
+    regime = plan.warm_up if warming_up else plan.regime
+    score = plan.warm_up_score if warming_up else plan.score
+    if optimizer is None:
+        optimizer = make_optimizer(plan.optimizer, model, plan.lr, plan.weight_decay)
+    shuffle_generator = torch_generator(seed, "shuffle", round_number)
+    attack_generator = torch_generator(seed, "train-attack", round_number, device=device)
+    augment_generator = torch_generator(seed, "augment", round_number) if plan.augment else None
     images = data.images.to(device)
     labels = data.labels.to(device)
-    scheduler = make_scheduler(lr_schedule, optimizer, epochs * -(-len(data) // batch_size))
+    batch_size = plan.batch_size
+    scheduler = make_scheduler(plan.lr_schedule, optimizer, plan.epochs * -(-len(data) // batch_size))
     best_state, best_score, best_epoch, scores, score_seconds = None, float("-inf"), -1, [], 0.0
-    for epoch in range(epochs):
+    for epoch in range(plan.epochs):
         order = torch.randperm(len(data), generator=shuffle_generator).to(device)
         with model_mode(model, training=True):
             for part in batch_slices(len(data), batch_size):
@@ -165,7 +194,7 @@ def fit(
                 inputs = images[batch]
                 if augment_generator is not None:
                     inputs = augment(inputs, augment_generator)
-                with autocast(device, precision):
+                with execution.context():
                     loss = regime.loss(model, to_float(inputs), labels[batch], attack_generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

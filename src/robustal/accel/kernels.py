@@ -11,7 +11,7 @@ a CPU: oneDNN runs a convolution with one input channel far below peak (its inpu
 
 Both compute in float32 and match ATen's semantics (the first maximum of a window wins, no
 gradient through a ReLU at zero), so results agree with the unfused block up to float rounding.
-Attacks use them through `robustal.runtime.fold_batchnorm`'s view, on CPU inputs, where numba is
+Attacks use them through the attack view (`robustal.accel.folding`), on CPU inputs, where numba is
 installed; elsewhere `FusedConvReluPool` runs the three layers as they are.
 """
 
