@@ -48,14 +48,14 @@ class RunConfig(BaseModel):
     # no inf / nan anywhere: `--eps 1e400` is infinity and would train and report garbage
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    dataset: str = "digits"
+    dataset: str = Field("digits", description="dataset name (see `robustal data list`), a .npz path, folder:PATH or csv:FILE.csv")
     model: str | None = Field(None, description="architecture; None = the dataset's default")
     image_size: int | None = Field(
         None, gt=0, description=f"resize images; None = the dataset's default (at most {MAX_IMAGE_SIZE})"
     )
-    acquisition: str = "random"
-    acquisition_options: dict[str, Any] = Field(default_factory=dict)
-    training: str = "pgd"
+    acquisition: str = Field("random", description="acquisition function (the README lists them)")
+    acquisition_options: dict[str, Any] = Field(default_factory=dict, description="options of the acquisition function")
+    training: str = Field("pgd", description="standard or pgd (adversarial training)")
     warm_up: str = Field(
         "same",
         description="how round 0 (the random initial set) trains: 'same' as every round, or 'standard' "
@@ -66,21 +66,21 @@ class RunConfig(BaseModel):
     budget: int = Field(1000, ge=1, description="total labeled samples at the end")
     epochs: int = Field(10, ge=1, le=MAX_REPEATS, description="training epochs per round")
     batch_size: int = Field(100, ge=1, le=MAX_BATCH_SIZE, description="training batch (with its adversarial copy in memory)")
-    optimizer: str = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    lr_schedule: str = "constant"
+    optimizer: str = Field("adam", description="adam or sgd (momentum 0.9)")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of the optimizer")
+    lr_schedule: str = Field("constant", description="constant or cyclic (per batch: up over 2/5 of the steps, then down)")
     eps: float = Field(0.3, ge=0, description="L-inf radius of training and evaluation attacks, in pixels scaled to [0, 1]")
     step_size: float = Field(0.01, gt=0, description="PGD step size, in pixels scaled to [0, 1]")
     train_steps: int = Field(40, ge=1, le=MAX_REPEATS, description="PGD steps during adversarial training")
     eval_steps: int = Field(50, ge=1, le=MAX_REPEATS, description="PGD steps for robust accuracy (validation and test)")
     validation_size: int | None = Field(None, ge=1, description="validation samples for model selection; None = all")
     test_size: int | None = Field(None, ge=1, description="test samples evaluated; None = all")
-    retrain_from_scratch: bool = False
+    retrain_from_scratch: bool = Field(False, description="reinitialise the model every round instead of warm-starting")
     augment: bool | None = Field(
         None, description="train-time random crop + flip; None = the dataset's default (on for SVHN and CIFAR-10)"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="seed of every random choice")
     precision: str = Field("fp32", description="fp32, or bf16: forward passes under bf16 autocast, fp32 weights")
     channels_last: bool = Field(False, description="channels-last (NHWC) weights for faster convolutions")
     fold_batchnorm: bool = Field(
@@ -96,8 +96,8 @@ class RunConfig(BaseModel):
     keep_round_checkpoints: bool = Field(
         False, description="keep every round's checkpoint (checkpoint-round-NN.pt), to re-evaluate learning curves"
     )
-    device: str = "auto"
-    data_root: str | None = None
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    data_root: str | None = Field(None, description="folder with datasets")
 
     _pixel_range = field_validator("eps", "step_size")(check_pixel_range)
 

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from robustal.acquisition import available_acquisitions
 from robustal.outputs import prepare_output_dir
-from robustal.retraining import RESULTS_FILE, BudgetRecord, make_retrain_config, run_retraining
+from robustal.cli.settings import given_settings, setting_parameter, with_setting_options
+from robustal.retraining import FINE_TUNING_FIELDS, RESULTS, BudgetRecord, make_retrain_config, run_retraining
 
 console = Console(soft_wrap=True)
 
@@ -25,6 +26,7 @@ def _budget_line(acquisition: str, record: BudgetRecord) -> str:
     )
 
 
+@with_setting_options([setting_parameter(name, show_default="the checkpoint's") for name in FINE_TUNING_FIELDS])
 def retrain_command(
     checkpoint: Annotated[Path, typer.Option(help="run directory (or its checkpoint.pt) written by `robustal run --out`")],
     budgets: Annotated[str, typer.Option(help="counts or percentages of the candidate pool: 100,200,500 or 1%,2%,5%")],
@@ -36,45 +38,36 @@ def retrain_command(
     candidate_fraction: Annotated[Optional[float], typer.Option(help="test split share of candidates (0.5)")] = None,
     evaluation_size: Annotated[Optional[int], typer.Option(help="evaluation samples used; default: all the rest")] = None,
     training: Annotated[Optional[str], typer.Option(help="fine-tuning regime: pgd (default) or standard")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="fine-tuning epochs per budget; default: the checkpoint's")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="default: the checkpoint's")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="learning rate; default: the checkpoint's")] = None,
-    eps: Annotated[Optional[float], typer.Option(help="L-inf attack radius; default: the checkpoint's")] = None,
-    step_size: Annotated[Optional[float], typer.Option(help="PGD step size; default: the checkpoint's")] = None,
-    train_steps: Annotated[Optional[int], typer.Option(help="PGD steps in training; default: the checkpoint's")] = None,
-    eval_steps: Annotated[Optional[int], typer.Option(help="PGD steps for robust accuracy; default: the checkpoint's")] = None,
-    validation_size: Annotated[Optional[int], typer.Option(help="validation samples for model selection")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed of every random choice")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="folder with datasets; default: the checkpoint's")] = None,
+    **values,
 ) -> None:
     """Test selection: label BUDGETS test inputs and fine-tune a trained model adversarially on them.
 
     Candidates: the first half of the test split (--candidate-fraction); evaluation: the rest.
-    Each budget fine-tunes the checkpoint on its training data plus the selected candidates.
+    Each budget fine-tunes the checkpoint on its training data plus the selected candidates,
+    with the checkpoint's run settings but those given here (the flags after --training).
     Finished budgets are skipped when a run is repeated (resume).
     """
-    settings = {
-        name: value
-        for name, value in locals().items()
-        if value is not None and name not in ("acquisition", "out", "checkpoint", "data_root")
-    }
-    if data_root is not None:
-        settings["data_root"] = str(data_root)
+    shared = {"dataset": dataset, "candidate_fraction": candidate_fraction, "evaluation_size": evaluation_size,
+              "training": training, "seed": seed, "device": device, "data_root": data_root and str(data_root)}  # fmt: skip
+    settings = {**given_settings(values), **{name: value for name, value in shared.items() if value is not None}}
     names = available_acquisitions() if acquisition == "all" else [name.strip() for name in acquisition.split(",")]
-    configs = [make_retrain_config(checkpoint=str(checkpoint), acquisition=name, **settings) for name in names]
+    configs = [make_retrain_config(checkpoint=str(checkpoint), budgets=budgets, acquisition=name, **settings) for name in names]
     prepare_output_dir(out)
     frames = []
     for config in configs:
         run_dir = out / config.acquisition
         console.print(f"retrain {config.run_id()} ({config.acquisition}) -> {run_dir}")
+
         def on_budget(record: BudgetRecord, name: str = config.acquisition) -> None:
             console.print(_budget_line(name, record))
 
         frames.append(run_retraining(config, run_dir, on_budget=on_budget))
     table = pd.concat(frames, ignore_index=True)
     console.print(_gain_table(table))
-    console.print(f"results: {out}/<acquisition>/{RESULTS_FILE}")
+    console.print(f"results: {out}/<acquisition>/{RESULTS.name}")
 
 
 def _gain_table(table: pd.DataFrame) -> Table:

@@ -12,39 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from robustal.acquisition import available_acquisitions
-from robustal.cli.presets import format_setting
+from robustal.cli.settings import given_settings, run_setting_parameters, with_setting_options
 from robustal.config import RunConfig, make_config
-from robustal.errors import ConfigError
 from robustal.loop import RoundRecord, run_active_learning
 from robustal.outputs import prepare_output_dir
-from robustal.presets import PRESETS, apply_preset
+from robustal.presets import apply_preset
 from robustal.report import plot_learning_curves
 
 console = Console()
-
-# the settings some preset sets (its value for --dataset wins over RunConfig's default)
-PRESET_FIELDS = {field for table in PRESETS.values() for values in table.values() for field in values} - {"dataset"}
-# what leaving out a setting whose RunConfig default is None means
-UNSET_MEANS = {
-    "model": "the dataset's",
-    "image_size": "the dataset's",
-    "augment": "the dataset's: on for SVHN, CIFAR-10",
-    "data_root": "$ROBUSTAL_DATA, else ~/.cache/robustal",
-}
-
-
-def default_text(field: str) -> str:
-    """What ``robustal run`` uses for RunConfig `field` when its flag is left out, for the help's
-    ``[default: ...]``: RunConfig's default (or what None means), then the preset's value where
-    a preset sets one."""
-    text = UNSET_MEANS.get(field) or format_setting(field, RunConfig.model_fields[field].default)
-    return f"{text}, or the --preset's" if field in PRESET_FIELDS else text
-
-
-def setting_option(field: str, help: str = "", *flags: str):
-    """A `typer.Option` for RunConfig `field` whose help shows what leaving it out means."""
-    return typer.Option(*flags, help=help, show_default=default_text(field))
-
 
 def _resume_line(config: RunConfig, out: Path, records: list[RoundRecord]) -> str:
     last = records[-1]
@@ -95,19 +70,7 @@ def run_with_progress(config: RunConfig, out: Path | None, label: str = "", verb
         return run_active_learning(config, out, on_round=on_round, on_resume=on_resume)
 
 
-def parse_options(items: list[str]) -> dict:
-    """``KEY=VALUE`` texts as a mapping; values read as YAML scalars (``bins=20`` is the number 20)."""
-    import yaml
-
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--acquisition-option {item!r}: write KEY=VALUE, e.g. quota=proportional")
-        options[key.strip()] = yaml.safe_load(value)
-    return options
-
-
+@with_setting_options(run_setting_parameters())
 def run_command(
     out: Annotated[Path, typer.Option(help="run directory: config.json, rounds.parquet, checkpoint.pt")] = Path("runs/run"),
     preset: Annotated[
@@ -116,69 +79,15 @@ def run_command(
             show_default="none",
         )
     ] = None,
-    dataset: Annotated[
-        Optional[str], setting_option("dataset", "dataset name (see `robustal data list`), a .npz path, folder:PATH or csv:FILE.csv")
-    ] = None,
-    model: Annotated[Optional[str], setting_option("model", "architecture")] = None,
-    acquisition: Annotated[Optional[str], setting_option("acquisition", "acquisition function")] = None,
-    acquisition_option: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--acquisition-option",
-            help="an option of the function as KEY=VALUE, e.g. quota=proportional (repeatable)",
-            show_default="the function's defaults",
-        ),
-    ] = None,
-    training: Annotated[Optional[str], setting_option("training", "standard or pgd (adversarial training)")] = None,
-    warm_up: Annotated[
-        Optional[str], setting_option("warm_up", "round 0: 'same' training as the others, or 'standard' (the paper's warm-up)")
-    ] = None,
-    initial: Annotated[Optional[int], setting_option("initial", "random initial labeled set")] = None,
-    per_round: Annotated[Optional[int], setting_option("per_round", "samples labeled per round")] = None,
-    budget: Annotated[Optional[int], setting_option("budget", "labeled samples at the end")] = None,
-    epochs: Annotated[Optional[int], setting_option("epochs", "epochs per round")] = None,
-    batch_size: Annotated[Optional[int], setting_option("batch_size")] = None,
-    optimizer: Annotated[Optional[str], setting_option("optimizer", "adam or sgd")] = None,
-    lr: Annotated[Optional[float], setting_option("lr", "learning rate")] = None,
-    lr_schedule: Annotated[Optional[str], setting_option("lr_schedule", "constant or cyclic")] = None,
-    eps: Annotated[Optional[float], setting_option("eps", "L-inf attack radius (training and evaluation)")] = None,
-    step_size: Annotated[Optional[float], setting_option("step_size", "PGD step size")] = None,
-    train_steps: Annotated[Optional[int], setting_option("train_steps", "PGD steps in adversarial training")] = None,
-    eval_steps: Annotated[Optional[int], setting_option("eval_steps", "PGD steps for robust accuracy")] = None,
-    validation_size: Annotated[
-        Optional[int], setting_option("validation_size", "validation samples for model selection")
-    ] = None,
-    test_size: Annotated[Optional[int], setting_option("test_size", "test samples evaluated")] = None,
-    image_size: Annotated[Optional[int], setting_option("image_size", "resize images (28 keeps MNIST native)")] = None,
-    augment: Annotated[
-        Optional[bool], setting_option("augment", "random crop + flip", "--augment/--no-augment")
-    ] = None,
-    retrain_from_scratch: Annotated[bool, typer.Option("--retrain-from-scratch", help="reinitialise every round")] = False,
-    seed: Annotated[Optional[int], setting_option("seed", "seed of every random choice")] = None,
-    precision: Annotated[
-        Optional[str], setting_option("precision", "fp32, or bf16 (bf16 autocast, fp32 weights; faster)")
-    ] = None,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC weights (faster convolutions)")] = False,
-    fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm, fuse CPU kernels")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
-    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="attacks replay CUDA graphs (GPU only)")] = False,
-    keep_round_checkpoints: Annotated[
-        bool, typer.Option("--keep-round-checkpoints", help="keep every round's model (robustal evaluate --round)")
-    ] = False,
-    device: Annotated[Optional[str], setting_option("device", "auto, cpu, cuda")] = None,
-    data_root: Annotated[Optional[Path], setting_option("data_root", "folder with datasets")] = None,
+    **values,
 ) -> None:
-    """One active-learning run; resumes from OUT if it was interrupted."""
-    settings = {name: value for name, value in locals().items() if value is not None and name not in ("out", "preset")}
-    if acquisition_option:
-        settings["acquisition_options"] = parse_options(settings.pop("acquisition_option"))
-    for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "keep_round_checkpoints"):
-        if not settings[flag]:
-            settings.pop(flag)
-    if data_root is not None:
-        settings["data_root"] = str(data_root)
+    """One active-learning run; resumes from OUT if it was interrupted.
+
+    Every setting of robustal.config.RunConfig has a flag; one left out takes the --preset's value, else the default shown.
+    """
+    settings = given_settings(values)
     if preset is not None:
-        settings = apply_preset(preset, dataset or "digits", settings)
+        settings = apply_preset(preset, settings.get("dataset", "digits"), settings)
     config = make_config(**settings)
     prepare_output_dir(out)
     console.print(f"run {config.run_id()} -> {out}")
