@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import pytest
@@ -72,6 +73,19 @@ def test_the_page_shows_a_button_per_class_with_its_key(project):
     # a first visit gets a random annotator id in a cookie, shown on the page
     annotator = response.cookies[server.ANNOTATOR_COOKIE]
     assert annotator.startswith("annotator-") and f"<b>{annotator}</b>" in page
+
+
+def test_keys_1_to_9_then_0_name_the_first_ten_classes(tmp_path):
+    names = [f"class{index}" for index in range(12)]
+    images = write_digit_images(tmp_path / "images", 8)
+    many = LabelProject.init(tmp_path / "many", images, names, None, {"initial": 2}, validation=2)
+    try:
+        page = client(many).get("/").text
+    finally:
+        many.close()
+    buttons = re.findall(r'data-label="(\d+)"(?: aria-keyshortcuts="(\d)"><kbd>(\d)</kbd>)?', page)
+    keys = [str((index + 1) % 10) if index < 10 else "" for index in range(12)]
+    assert buttons == [(str(index), key, key) for index, key in enumerate(keys)]
 
 
 def test_the_static_files_are_served(project):

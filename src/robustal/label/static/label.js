@@ -1,5 +1,5 @@
 // The labeling page (templates/index.html): one image at a time, labeled with the class buttons or
-// the keys 1-9; s skips, u undoes, r reopens a past image to relabel it, Esc goes back to new images.
+// the keys 1-9 (0: the tenth class); s skips, u undoes, r reopens a past image to relabel it, Esc goes back to new images.
 // It talks only to this server's JSON API (robustal/label/server.py); no library, no build step.
 "use strict";
 
@@ -326,7 +326,7 @@
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat || event.isComposing) return;
     if (event.target instanceof Element && event.target.closest("input, textarea, select")) return;
     const key = event.key.toLowerCase();
-    if (/^[1-9]$/.test(key)) label(Number(key) - 1);
+    if (/^[0-9]$/.test(key)) label(key === "0" ? 9 : Number(key) - 1); // 0: the tenth class
     else if (key === "s") skip();
     else if (key === "u") undo();
     else if (key === "r") reopenPrevious();
