@@ -20,7 +20,7 @@ from robustal.label import server
 from robustal.label.project import LabelProject
 from robustal.label.server import create_app
 
-from label.page_helpers import write_digit_images
+from conftest import write_digits
 
 LOCAL = "http://127.0.0.1:8000"
 TOKEN = "a-token-long-enough-1234"
@@ -31,7 +31,8 @@ CLASSES = ["zero", "one", "two"]
 def project(tmp_path):
     """A project of 16 digit images: 3 validation images then an initial batch of 8 (never all
     labeled here, so no test starts a training round)."""
-    images = write_digit_images(tmp_path / "images", 16)
+    images = tmp_path / "images"
+    write_digits(images, 16)
     settings = {"initial": 8, "per_round": 4, "budget": 12}
     opened = LabelProject.init(tmp_path / "project", images, CLASSES, None, settings, validation=3)
     yield opened
@@ -77,7 +78,8 @@ def test_the_page_shows_a_button_per_class_with_its_key(project):
 
 def test_keys_1_to_9_then_0_name_the_first_ten_classes(tmp_path):
     names = [f"class{index}" for index in range(12)]
-    images = write_digit_images(tmp_path / "images", 8)
+    images = tmp_path / "images"
+    write_digits(images, 8)
     many = LabelProject.init(tmp_path / "many", images, names, None, {"initial": 2}, validation=2)
     try:
         page = client(many).get("/").text

@@ -253,7 +253,7 @@
   }
 
   function trainingText(progress) {
-    return `Training round ${progress.rounds_finished + 1} in the background`;
+    return `Training round ${progress.round} in the background`; // on the labels up to that round's batch
   }
 
   function updateProgress(p) {
