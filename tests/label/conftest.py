@@ -1,42 +1,14 @@
-"""Fixtures of the labeling tests: folders of digits written as PNG files, and small projects.
-
-`digits_folder` writes scikit-learn's 8x8 digits as PNGs (no class folders: images to label)
-and returns the folder and the true class of every file (the simulated annotator's answers);
-`project` is a labeling project on it with settings that train in about a second.
-"""
+"""Fixtures of the labeling tests: a folder of digits written as PNG files (`digits_folder`) and a
+small project on it (`project`); the helpers are in label_helpers.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from sklearn.datasets import load_digits
+from label_helpers import CLASSES, TINY, write_digits
 
 from robustal.label.project import LabelProject
-
-CLASSES = [str(digit) for digit in range(10)]
-# settings of a project whose rounds train in about a second on one CPU thread
-TINY = dict(
-    model="small_cnn", image_size=8, initial=20, per_round=10, budget=40, epochs=1, batch_size=16,
-    train_steps=2, eval_steps=2, eps=0.1, step_size=0.05, seed=0, device="cpu",
-)  # fmt: skip
-
-
-def write_digits(folder: Path, count: int, start: int = 0, class_folders: bool = False) -> dict[Path, int]:
-    """`count` digits (from index `start`) as PNG files in `folder` (in class subfolders when
-    `class_folders`); the true class of each written file."""
-    digits = load_digits()
-    truth = {}
-    for index in range(start, start + count):
-        pixels = (digits.images[index] * (255 / 16)).round().astype(np.uint8)
-        label = int(digits.target[index])
-        path = folder / str(label) / f"{index:04d}.png" if class_folders else folder / f"digit-{index:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path)
-        truth[path.resolve()] = label
-    return truth
 
 
 @pytest.fixture
@@ -53,8 +25,3 @@ def project(tmp_path, digits_folder) -> LabelProject:
     opened = LabelProject.init(tmp_path / "project", folder, CLASSES, None, dict(TINY), validation=10)
     yield opened
     opened.close()
-
-
-def true_label(project: LabelProject, item_id: int, truth: dict[Path, int]) -> int:
-    """The simulated annotator's answer for `item_id`."""
-    return truth[Path(project.item(item_id).path)]

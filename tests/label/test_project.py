@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLASSES, TINY, true_label, write_digits
+from label_helpers import CLASSES, TINY, true_label, write_digits
 from PIL import Image
 
 from robustal.errors import ConfigError, DataError

@@ -524,19 +524,7 @@ class LabelProject:
             return True
 
     def _training_due(self, connection) -> bool:
-        current = _current_round(connection)
-        if _running_trainer(connection) is not None or _trained(connection, current):
-            return False
-        open_items = connection.execute(
-            "SELECT COUNT(*) FROM queue q JOIN items i ON i.id = q.item "
-            "WHERE q.round = ? AND q.overflow = 0 AND i.event IS NULL",
-            (current,),
-        ).fetchone()[0]
-        if open_items:
-            return False
-        last = connection.execute("SELECT status, round, last_event FROM trainer_runs ORDER BY id DESC LIMIT 1").fetchone()
-        failed_unchanged = last is not None and last["status"] == "failed" and last["last_event"] == last_event_id(connection)
-        return not failed_unchanged
+        return _running_trainer(connection) is None and round_due(connection)
 
     def _reap(self) -> None:
         """Collect the exit status of a trainer this object started (so it leaves no zombie)."""
@@ -585,6 +573,23 @@ def _running_trainer(connection) -> int | None:
     """The pid of the running trainer, None when none runs (a dead one's row is ignored)."""
     row = connection.execute("SELECT pid FROM trainer").fetchone()
     return int(row["pid"]) if row and process_alive(row["pid"]) else None
+
+
+def round_due(connection) -> bool:
+    """Whether the current round should train now: its batch (round 0: the validation set and the
+    initial batch) is all labeled or skipped and it is not trained yet; unless the last training
+    run failed and no label changed since (it would fail again)."""
+    current = _current_round(connection)
+    if _trained(connection, current):
+        return False
+    open_items = connection.execute(
+        "SELECT COUNT(*) FROM queue q JOIN items i ON i.id = q.item WHERE q.round = ? AND q.overflow = 0 AND i.event IS NULL",
+        (current,),
+    ).fetchone()[0]
+    if open_items:
+        return False
+    last = connection.execute("SELECT status, last_event FROM trainer_runs ORDER BY id DESC LIMIT 1").fetchone()
+    return not (last is not None and last["status"] == "failed" and last["last_event"] == last_event_id(connection))
 
 
 def register_trainer(connection, pid: int) -> int:
