@@ -109,6 +109,8 @@ def test_init_needs_images_and_classes(tmp_path, digits_folder):
         LabelProject.init(tmp_path / "p", folder, None, None, dict(TINY))
     with pytest.raises(ConfigError, match="class.*0 given twice"):
         LabelProject.init(tmp_path / "p", folder, ["0", "1", "0"], None, dict(TINY))
+    with pytest.raises(ConfigError, match="class names cannot contain /"):
+        LabelProject.init(tmp_path / "p", folder, ["cat", "../dog"], None, dict(TINY))
     with pytest.raises(DataError, match="no such folder"):
         LabelProject.init(tmp_path / "p", tmp_path / "nowhere", CLASSES, None, dict(TINY))
     with pytest.raises(ConfigError, match="leave out --dataset"):

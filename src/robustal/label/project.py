@@ -143,9 +143,13 @@ def check_classes(classes: list[str]) -> list[str]:
     names = [str(name).strip() for name in classes]
     if not 2 <= len(names) <= MAX_CLASSES:
         raise ConfigError(f"{len(names)} class(es) {names}; a classifier needs 2..{MAX_CLASSES} classes")
-    bad = [name for name in names if not name or len(name) > MAX_CLASS_NAME]
+    bad = [name for name in names if not name or len(name) > MAX_CLASS_NAME or not name.isprintable()]
     if bad:
-        raise ConfigError(f"class names must have 1..{MAX_CLASS_NAME} characters, got {bad[:3]}")
+        raise ConfigError(f"class names must be 1..{MAX_CLASS_NAME} printable characters, got {bad[:3]}")
+    # names become folder names in exports (imagefolder)
+    unsafe = [name for name in names if "/" in name or "\\" in name or name in (".", "..")]
+    if unsafe:
+        raise ConfigError(f"class names cannot contain / or \\ nor be . or .. (they name export folders), got {unsafe[:3]}")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ConfigError(f"class(es) {', '.join(repeated)} given twice; name each class once")
