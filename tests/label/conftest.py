@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from label_helpers import CLASSES, TINY, write_digits
+from label_helpers import CLASSES, TINY, true_label, write_digits  # noqa: F401 - also importable from here
 
 from robustal.label.project import LabelProject
 
