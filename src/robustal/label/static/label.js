@@ -292,6 +292,7 @@
       plot.append(svg("line", { x1: left, x2: width - right, y1: y(tick), y2: y(tick), class: "grid" }));
       plot.append(svg("text", { x: left - 6, y: y(tick) + 4, class: "tick", "text-anchor": "end" }, `${100 * tick}%`));
     }
+    $("latest").textContent = "";
     if (!rounds.length) {
       plot.append(svg("text", { x: (left + width - right) / 2, y: height / 2, class: "empty", "text-anchor": "middle" }, "No finished round yet"));
       plot.setAttribute("aria-label", "No finished round yet");
@@ -300,7 +301,8 @@
     const counts = rounds.map((round) => round.labeled);
     const [low, high] = [Math.min(...counts), Math.max(...counts)];
     const x = (count) => (high === low ? (left + width - right) / 2 : left + ((count - low) / (high - low)) * (width - left - right));
-    for (const count of new Set([low, high])) {
+    const ticks = new Set(counts.length <= 6 ? counts : [low, high]); // every round's count while they fit
+    for (const count of ticks) {
       plot.append(svg("text", { x: x(count), y: height - bottom + 16, class: "tick", "text-anchor": "middle" }, count));
     }
     plot.append(svg("text", { x: (left + width - right) / 2, y: height - 4, class: "axis", "text-anchor": "middle" }, "labeled training images"));
@@ -315,11 +317,9 @@
       }
     }
     const last = rounds[rounds.length - 1];
-    plot.setAttribute(
-      "aria-label",
-      `${rounds.length} finished rounds; the latest, round ${last.round} with ${last.labeled} labels: ` +
-        `clean ${percent(last.clean_accuracy)}, robust ${percent(last.robust_accuracy)}`,
-    );
+    const latest = `round ${last.round}, ${last.labeled} labels: clean ${percent(last.clean_accuracy)}, robust ${percent(last.robust_accuracy)}`;
+    plot.setAttribute("aria-label", `${rounds.length} finished rounds; the latest, ${latest}`);
+    $("latest").textContent = `Latest model (${latest}).`;
   }
 
   function onKey(event) {
