@@ -86,9 +86,19 @@ def text(driver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
 
 
+def idle(driver) -> bool:
+    """Whether the page has finished its last action (a key pressed now acts on what it shows)."""
+    return driver.find_element(By.ID, "main").get_attribute("aria-busy") == "false"
+
+
+def done(driver, message: str) -> None:
+    """Wait until the page said `message` (the start of it) and finished that action."""
+    wait_for(driver, lambda: text(driver, "message").startswith(message) and idle(driver), message=f"never said {message!r}")
+
+
 def shown_item(driver) -> int | None:
-    """The id of the image on the page, None while it waits."""
-    if not driver.find_element(By.ID, "image").is_displayed():
+    """The id of the image on the page once it is ready for a key; None while it waits."""
+    if not idle(driver) or not driver.find_element(By.ID, "image").is_displayed():
         return None
     found = re.match(r"Image (\d+) ", text(driver, "caption"))
     return int(found.group(1)) if found else None
@@ -106,7 +116,7 @@ def label_shown(driver, label: int) -> int:
     """Press the key of `label` for the image shown; its id, once the server acknowledged it."""
     item = wait_for(driver, lambda: shown_item(driver), message="no image to label")
     press(driver, key_of(label))
-    wait_for(driver, lambda: text(driver, "message").startswith(f"Image {item}: "), message=f"label of {item} not acknowledged")
+    done(driver, f"Image {item}: ")
     return item
 
 
@@ -165,10 +175,10 @@ def test_label_with_the_keyboard_see_a_round_train_survive_kill_9(tmp_path, brow
         expected[label_shown(browser, 3)] = 3
         second = label_shown(browser, 4)
         press(browser, "u")
-        wait_for(browser, lambda: text(browser, "message") == f"Undone: image {second}")
+        done(browser, f"Undone: image {second}")
         assert shown_item(browser) == second and reader.item(second).label is None
         press(browser, "s")
-        wait_for(browser, lambda: text(browser, "message") == f"Image {second} skipped")
+        done(browser, f"Image {second} skipped")
         expected[second] = None
         press(browser, "r")  # the latest past image is the skipped one, r again: the one before
         wait_for(browser, lambda: shown_item(browser) == second)
@@ -176,7 +186,7 @@ def test_label_with_the_keyboard_see_a_round_train_survive_kill_9(tmp_path, brow
         wait_for(browser, lambda: shown_item(browser) == first)
         assert "Relabeling image" in text(browser, "banner")
         press(browser, key_of(7))
-        wait_for(browser, lambda: text(browser, "message") == f"Image {first}: relabeled 7")
+        done(browser, f"Image {first}: relabeled 7")
         expected[first] = 7
 
         server.send_signal(signal.SIGKILL)

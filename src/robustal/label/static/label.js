@@ -42,12 +42,14 @@
   async function act(work) {
     if (state.busy) return;
     state.busy = true;
+    $("main").setAttribute("aria-busy", "true"); // also tells a test when the page is ready for a key
     try {
       await work();
     } catch (failure) {
       say(failure.message, true);
     } finally {
       state.busy = false;
+      $("main").setAttribute("aria-busy", "false");
     }
   }
 
