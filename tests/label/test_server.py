@@ -298,7 +298,16 @@ def test_a_network_address_needs_a_token(tmp_path, monkeypatch):
     assert started == []
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         server.check_address(host, 8000, None)
-    server.check_address("0.0.0.0", 8000, TOKEN)
+
+
+def test_serve_runs_uvicorn_on_the_address_and_prints_the_page_with_its_token(project, monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.append((app, options)))
+    server.serve(project.path, host="0.0.0.0", port=8123, token=TOKEN)
+    [(app, options)] = started
+    assert options["host"] == "0.0.0.0" and options["port"] == 8123
+    assert f"http://0.0.0.0:8123/?token={TOKEN}" in capsys.readouterr().out
+    assert TestClient(app, base_url="http://192.168.1.20:8123").get("/api/next").status_code == 401
 
 
 @pytest.mark.parametrize(

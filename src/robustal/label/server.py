@@ -328,4 +328,7 @@ def serve(project_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, to
     project = LabelProject.open(project_dir)
     project.maybe_start_training()  # a batch completed just before a crash trains now
     print(f"Labeling {project.path} at {page_url(host, port, token)}  (Ctrl+C stops; every label is saved)", flush=True)
-    uvicorn.run(create_app(project, token), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(create_app(project, token), host=host, port=port, log_level="warning")
+    finally:
+        project.close()
