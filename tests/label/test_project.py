@@ -28,13 +28,24 @@ def ask_all(project: LabelProject, annotator: str = "a") -> list:
 
 def test_init_asks_the_validation_set_then_the_initial_batch(project):
     served = ask_all(project)
-    assert [item.role for item in served] == ["validation"] * 10 + ["initial"] * 20
-    assert [item.rank for item in served] == list(range(30))
+    # then 10 more random ones (per_round: the overflow ranks, served while round 0 trains)
+    assert [item.role for item in served] == ["validation"] * 10 + ["initial"] * 30
+    assert [item.rank for item in served] == list(range(40))
     assert all(item.round == 0 and item.score is None for item in served)
-    assert len({item.id for item in served}) == 30
+    assert len({item.id for item in served}) == 40
+    overflow = project.store.read("SELECT rank FROM queue WHERE overflow = 1 ORDER BY rank")
+    assert [row["rank"] for row in overflow] == list(range(30, 40))
     progress = project.progress()
-    assert (progress.asked, progress.validation_total, progress.round_size, progress.round_done) == (30, 10, 30, 30)
-    assert (progress.labeled, progress.skipped) == (0, 30)
+    assert (progress.asked, progress.validation_total, progress.round_size, progress.round_done) == (40, 10, 30, 30)
+    assert (progress.labeled, progress.skipped) == (0, 40)
+
+
+def test_overflow_can_be_chosen(tmp_path, digits_folder):
+    folder, _ = digits_folder
+    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(TINY), validation=10, overflow=0)
+    assert len(ask_all(project)) == 30 and project.meta["overflow"] == 0
+    with pytest.raises(ConfigError, match="overflow must be an integer"):
+        LabelProject.init(tmp_path / "q", folder, CLASSES, None, dict(TINY), validation=10, overflow=-1)
 
 
 def test_the_asking_order_is_seeded(tmp_path, digits_folder):
@@ -64,7 +75,7 @@ def test_init_refuses_an_existing_project_and_leaves_nothing_when_it_fails(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "taken"]  # no project, no half-built folder
     empty = tmp_path / "empty"
     empty.mkdir()  # an empty folder is fine
-    assert LabelProject.init(empty, folder, CLASSES, None, dict(TINY), validation=10).progress().asked == 30
+    assert LabelProject.init(empty, folder, CLASSES, None, dict(TINY), validation=10).progress().round_size == 30
 
 
 def test_open_refuses_a_folder_that_is_not_a_project(tmp_path):

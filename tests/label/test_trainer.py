@@ -44,8 +44,7 @@ def queue(project: LabelProject, round_number: int) -> list:
 
 def test_a_round_trains_and_ranks_the_next_batch_by_entropy(entropy_project, digits_folder):
     project, (_, truth) = entropy_project, digits_folder
-    label_open_items(project, truth)
-    assert project.next_item("a") is None  # the round-0 batch is labeled: nothing until the model ranks
+    label_open_items(project, truth, count=30)  # the validation set and the initial batch
     (summary,) = trainer.run_trainer(project)
     assert (summary.round, summary.labeled, summary.validation_labeled) == (0, 20, 10)
     assert [s.round for s in project.rounds()] == [0] and 0 <= summary.robust_accuracy <= summary.clean_accuracy <= 1
@@ -73,7 +72,7 @@ def test_a_round_trains_and_ranks_the_next_batch_by_entropy(entropy_project, dig
 
 def test_rounds_warm_start_follow_relabels_and_skips_and_stop_at_the_budget(project, digits_folder):
     _, truth = digits_folder
-    first_batch = label_open_items(project, truth)
+    first_batch = label_open_items(project, truth, count=30)
     trainer.run_trainer(project)
     corrected = next(item for item in first_batch if project.item(item).role == "initial")
     project.label(corrected, (true_label(project, corrected, truth) + 1) % 10, "a")  # relabel a trained label
@@ -105,7 +104,7 @@ def test_rounds_warm_start_follow_relabels_and_skips_and_stop_at_the_budget(proj
 
 def test_overflow_ranks_are_served_while_the_next_round_trains(project, digits_folder):
     _, truth = digits_folder
-    label_open_items(project, truth)
+    label_open_items(project, truth, count=30)
     trainer.run_trainer(project)
     label_open_items(project, truth, count=10)  # round 1's batch
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -150,7 +149,7 @@ def test_a_failed_round_is_reported_and_retried_after_a_new_label(project, digit
 
 def test_a_trainer_killed_before_its_transaction_trains_the_round_again(project, digits_folder, monkeypatch):
     _, truth = digits_folder
-    label_open_items(project, truth)
+    label_open_items(project, truth, count=30)
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # after the checkpoint was written, before the round's transaction
@@ -166,7 +165,7 @@ def test_a_trainer_killed_before_its_transaction_trains_the_round_again(project,
 
 def test_the_trainer_runs_as_a_background_process(project, digits_folder):
     _, truth = digits_folder
-    label_open_items(project, truth)
+    label_open_items(project, truth, count=30)
     assert project.maybe_start_training()
     assert not project.maybe_start_training()  # one at a time
     deadline = time.monotonic() + 120

@@ -64,6 +64,10 @@ def init_command(
         Optional[Path], typer.Option(help="folder of images already labeled, one subfolder per class (names the classes)")
     ] = None,
     validation: Annotated[int, typer.Option(help="random images asked first, to select models on (validation set)")] = 100,
+    overflow: Annotated[
+        Optional[int],
+        typer.Option(help="images queued beyond each batch, asked while the next round trains", show_default="--per-round"),
+    ] = None,
     preset: Annotated[
         Optional[str],
         typer.Option(help="quick or paper: MNIST's protocol for grayscale images, CIFAR-10's for colour; flags override it"),
@@ -82,7 +86,7 @@ def init_command(
     if preset is not None:
         settings["preset"] = preset
     names = [name for name in classes.split(",")] if classes is not None else None
-    created = LabelProject.init(project, images, names, labeled, settings, validation)
+    created = LabelProject.init(project, images, names, labeled, settings, validation, overflow)
     left_out = created.left_out()
     progress = created.progress()
     console.print(

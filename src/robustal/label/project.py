@@ -55,6 +55,7 @@ MAX_CLASS_NAME = 100
 MAX_ANNOTATOR = 100
 MAX_LEASE_SECONDS = 24 * 3600.0
 MAX_HISTORY = 1000
+MAX_OVERFLOW = 100_000
 WEB = "web"  # the source of events from the labeling page
 # the preset table a project uses: its images are like MNIST (grayscale) or like CIFAR-10 (colour)
 PRESET_DATASETS = {1: "mnist", 3: "cifar10"}
@@ -209,16 +210,19 @@ def check_new_project(path: Path) -> None:
         )
 
 
-def ask_order(unlabeled: np.ndarray, validation: int, initial: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The random validation set and initial batch (rows, in asking order), seeded from `seed`."""
+def ask_order(unlabeled: np.ndarray, validation: int, initial: int, overflow: int, seed: int) -> dict[str, np.ndarray]:
+    """Rows, in asking order, of the random validation set, the initial batch and up to `overflow`
+    more random images (served while round 0 trains), seeded from `seed`."""
     if not 1 <= validation or validation + initial > len(unlabeled):
         raise ConfigError(
             f"--validation {validation} and --initial {initial} ask {validation + initial} images but "
             f"{len(unlabeled)} are unlabeled; ask fewer (--validation >= 1) or add images"
         )
-    asked_validation = numpy_rng(seed, "label-validation").choice(unlabeled, size=validation, replace=False)
-    rest = np.setdiff1d(unlabeled, asked_validation)
-    return asked_validation, numpy_rng(seed, "label-initial").choice(rest, size=initial, replace=False)
+    order = {"validation": numpy_rng(seed, "label-validation").choice(unlabeled, size=validation, replace=False)}
+    rest = np.setdiff1d(unlabeled, order["validation"])
+    beyond = numpy_rng(seed, "label-initial").permutation(rest)
+    extra = min(overflow, len(rest) - initial)
+    return {**order, "initial": beyond[:initial], "overflow": beyond[initial : initial + extra]}
 
 
 class LabelProject:
@@ -264,6 +268,7 @@ class LabelProject:
         labeled: Path | None,
         settings: dict,
         validation: int = DEFAULT_VALIDATION,
+        overflow: int | None = None,
     ) -> "LabelProject":
         """Create the project at `path` (a new or empty folder) and return it.
 
@@ -271,7 +276,9 @@ class LabelProject:
         subfolder per class of images already labeled (they train from the first round); `classes`:
         the class names (from `labeled`'s subfolders when None); `settings`: RunConfig fields (no
         ``dataset``) plus optionally ``preset``; `validation`: how many random images are asked
-        first as the validation set. Nothing is written at `path` until everything is decoded.
+        first as the validation set; `overflow`: how many images beyond each batch are queued, to
+        be asked while the next round trains (round 0: random ones; default: ``per_round``).
+        Nothing is written at `path` until everything is decoded.
         """
         path = Path(path)
         check_new_project(path)
@@ -283,17 +290,20 @@ class LabelProject:
         channels = 1 if scan.grayscale else 3
         config = project_settings(settings, project_id, channels)
         size = config.image_size or DEFAULT_SIZE
+        overflow = config.per_round if overflow is None else overflow
+        if isinstance(overflow, bool) or not isinstance(overflow, int) or not 0 <= overflow <= MAX_OVERFLOW:
+            raise ConfigError(f"overflow must be an integer in 0..{MAX_OVERFLOW}, got {overflow!r}")
         building = path.parent / f".{path.name}.building-{os.getpid()}-{os.urandom(4).hex()}"
         (building / IMAGES_FILE).parent.mkdir(parents=True)
         try:
             rows = decode_split(scan.kept, size, channels, building / IMAGES_FILE, scan.unreadable)
             labels = np.array([row["label"] for row in rows], dtype=np.int64)
-            asked_validation, asked_initial = ask_order(np.flatnonzero(labels < 0), validation, config.initial, config.seed)
-            _write_store(building / STORE_FILE, rows, asked_validation, asked_initial, scan, labeled)
+            asked = ask_order(np.flatnonzero(labels < 0), validation, config.initial, overflow, config.seed)
+            _write_store(building / STORE_FILE, rows, asked, scan, labeled)
             meta = {
                 "format": FORMAT, "id": project_id, "classes": classes, "image_size": size, "channels": channels,
                 "settings": config.model_dump(), "preset": settings.get("preset"), "validation": int(validation),
-                "overflow": config.per_round, "images": str(images) if images else None,
+                "overflow": overflow, "images": str(images) if images else None,
                 "labeled": str(labeled) if labeled else None, "created": now(), "versions": versions(),
             }  # fmt: skip
             (building / PROJECT_FILE).write_text(json.dumps(meta, indent=2))
@@ -606,11 +616,11 @@ def register_trainer(connection, pid: int) -> int:
     return int(cursor.lastrowid)
 
 
-def _write_store(path: Path, rows: list[dict], validation: np.ndarray, initial: np.ndarray, scan, labeled: Path | None) -> None:
+def _write_store(path: Path, rows: list[dict], asked: dict[str, np.ndarray], scan, labeled: Path | None) -> None:
     """The new project's store, in one transaction: items, left-out files, the round-0 queue
-    (validation set then initial batch) and the labels of `labeled`'s images."""
+    (validation set, initial batch, then random overflow ranks) and the labels of `labeled`'s images."""
     store = Store(path, create=True)
-    validation_rows = set(validation.tolist())
+    validation_rows = set(asked["validation"].tolist())
     item_of = {row["path"]: number + 1 for number, row in enumerate(rows)}
     try:
         with store.write() as connection:
@@ -621,10 +631,12 @@ def _write_store(path: Path, rows: list[dict], validation: np.ndarray, initial: 
                     for number, row in enumerate(rows)
                 ],
             )
-            asked = [(row, "validation") for row in validation] + [(row, "initial") for row in initial]
+            queue = [(row, role, 0) for role in ("validation", "initial") for row in asked[role]]
+            queue += [(row, "initial", 1) for row in asked["overflow"]]
             connection.executemany(
-                "INSERT INTO queue (round, rank, item, role, score, acquisition, model_version) VALUES (0, ?, ?, ?, NULL, 'random', NULL)",
-                [(rank, int(row) + 1, role) for rank, (row, role) in enumerate(asked)],
+                "INSERT INTO queue (round, rank, item, role, score, acquisition, model_version, overflow) "
+                "VALUES (0, ?, ?, ?, NULL, 'random', NULL, ?)",
+                [(rank, int(row) + 1, role, overflow) for rank, (row, role, overflow) in enumerate(queue)],
             )
             unreadable = list(scan.unreadable)
             for entry in scan.duplicates:
