@@ -153,14 +153,23 @@ def test_label_with_the_keyboard_see_a_round_train_survive_kill_9(tmp_path, brow
         assert browser.switch_to.active_element.get_attribute("id") == "main"  # keys work at once
 
         # the validation set, then the initial batch, each image labeled with its key
-        for _ in range(VALIDATION + SETTINGS["initial"]):
+        for index in range(VALIDATION + SETTINGS["initial"]):
             item = wait_for(browser, lambda: shown_item(browser))
+            if index == VALIDATION + SETTINGS["initial"] - 1:
+                # other annotators take the random images served while round 0 trains: the page waits
+                taken = [reader.next_item(f"other-{number}") for number in range(SETTINGS["per_round"])]
+                assert all(other is not None and other.id not in expected for other in taken)
+                assert reader.next_item("one-more") is None
             answer = true_label(reader, item, truth)
             assert label_shown(browser, answer) == item
             expected[item] = answer
         assert [reader.item(item).role for item in expected] == ["validation"] * VALIDATION + ["initial"] * 6
 
-        # the batch is complete: a round trains in the background, then round 1 is asked
+        # the batch is complete: a round trains in the background (a new process needs seconds to
+        # import torch), the page says so and polls; then round 1 is asked
+        assert text(browser, "message").endswith(" · a training round started")
+        assert text(browser, "waiting").startswith("Training round 0 in the background: the next images come")
+        assert browser.find_element(By.ID, "training").is_displayed() and shown_item(browser) is None
         wait_for(browser, lambda: " · round 1: 0 of 6" in text(browser, "progress"), WAIT, "round 1 never came")
         wait_for(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#plot circle")) == 2, 10, "no point plotted")
         [summary] = reader.rounds()
