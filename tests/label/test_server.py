@@ -283,6 +283,9 @@ def test_with_a_token_every_request_needs_it(project):
     assert visit.status_code == 303 and visit.headers["location"] == "/?annotator=carol"
     assert stranger.cookies[server.TOKEN_COOKIE] == TOKEN
     assert stranger.get("/api/next").status_code == 200
+    # the redirect stays on this site, whatever the path
+    elsewhere = stranger.get(f"{base}//attacker.example/x?token={TOKEN}", follow_redirects=False)
+    assert elsewhere.status_code == 303 and elsewhere.headers["location"] == "/attacker.example/x"
 
 
 def test_a_network_address_needs_a_token(tmp_path, monkeypatch):

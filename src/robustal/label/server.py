@@ -122,8 +122,10 @@ class Guard(BaseHTTPMiddleware):
         if self.token is not None and "token" in request.query_params:
             # the first visit of the printed URL: keep the token in a cookie, drop it from the address bar
             target = request.url.remove_query_params("token")
-            response: Response = RedirectResponse(target.path + (f"?{target.query}" if target.query else ""), 303)
-            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
+            path = "/" + target.path.lstrip("/")  # never //other.site: a redirect elsewhere
+            response: Response = RedirectResponse(path + (f"?{target.query}" if target.query else ""), 303)
+            # lax, not strict: a link clicked on another site opens the page (its POSTs stay refused)
+            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="lax")
             return response
         try:
             annotator, new = self.annotator(request)
@@ -132,7 +134,7 @@ class Guard(BaseHTTPMiddleware):
         request.state.annotator = annotator
         response = await call_next(request)
         if new:
-            response.set_cookie(ANNOTATOR_COOKIE, annotator, max_age=365 * 24 * 3600, httponly=True, samesite="strict")
+            response.set_cookie(ANNOTATOR_COOKIE, annotator, max_age=365 * 24 * 3600, httponly=True, samesite="lax")
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
