@@ -335,6 +335,17 @@ def test_a_post_must_be_json_from_the_pages_own_origin(project, headers, status)
     assert project.item(item).label == (1 if status == 200 else None)
 
 
+def test_another_sites_page_cannot_use_the_api(project):
+    browser = client(project)
+    cross = {"sec-fetch-site": "cross-site"}
+    for path in ("/api/next", "/api/items/1/image", "/api/progress"):
+        response = browser.get(path, headers=cross)
+        assert response.status_code == 403 and response.json()["error"] == "another site cannot use this page's API"
+    assert project.next_item("someone").rank == 0  # the refused GET /api/next leased nothing
+    assert browser.get("/api/next", headers={"sec-fetch-site": "same-origin"}).status_code == 200
+    assert browser.get("/", headers=cross).status_code == 200  # a link to the page still opens it
+
+
 def test_the_annotator_is_chosen_in_the_address_and_kept(project):
     browser = client(project, annotator=None)
     response = browser.get("/?annotator=dana")

@@ -15,7 +15,8 @@ a network address needs a token, which every request must then carry (a cookie s
 visit of ``/?token=...``, or ``Authorization: Bearer ...``). Without a token, the Host header must
 name a loopback address (a web page that rebinds its own domain to 127.0.0.1 must not read the
 API). A POST must send JSON (a cross-site form cannot) and, when the browser names its origin,
-come from this page's origin.
+come from this page's origin; no request another site's page makes (``Sec-Fetch-Site:
+cross-site``) reaches the API.
 
 The project is called from the event loop's thread only (async endpoints, no thread pool): its
 calls are short SQLite transactions, and one thread keeps them in one order.
@@ -151,6 +152,9 @@ class Guard(BaseHTTPMiddleware):
                 )
         elif not self.has_token(request):
             return error(401, "this page needs its token: open the address `robustal label serve` printed (…/?token=…)")
+        if request.url.path.startswith("/api/") and request.headers.get("sec-fetch-site") == "cross-site":
+            # another site's <img> or script: even a GET leases an item (browsers name the site)
+            return error(403, "another site cannot use this page's API")
         if request.method == "POST":
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if media_type != "application/json":
@@ -158,8 +162,6 @@ class Guard(BaseHTTPMiddleware):
             origin = request.headers.get("origin")
             if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
                 return error(403, f"a request from another site ({origin}) cannot change labels")
-            if request.headers.get("sec-fetch-site") == "cross-site":
-                return error(403, "a request from another site cannot change labels")
         return None
 
     def has_token(self, request: Request) -> bool:
