@@ -11,7 +11,7 @@ $(BIN)/robustal: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev,eval,fast,ray]"
+	$(BIN)/pip install -q -e ".[dev,eval,fast,ray,label]"
 	touch $@
 
 install: $(BIN)/robustal

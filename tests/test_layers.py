@@ -24,7 +24,7 @@ LAYERS = [
     ("config", "presets"),
     ("loop",),
     ("retraining",),
-    ("experiments",),
+    ("experiments", "label"),
     ("report",),
     ("cli", "__main__"),
 ]

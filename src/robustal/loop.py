@@ -1,8 +1,9 @@
 """The active learning loop, and the query/teach API it is built on (usable for real labeling).
 
 `ActiveLearner` holds a model, the unlabeled images and the labels known so far; `query(k)`
-asks the acquisition function for `k` indices, `teach(indices, labels)` adds labels, `fit()`
-trains (warm start from the current weights, which are the previous round's best epoch).
+asks the acquisition function for `k` indices, `teach(indices, labels)` adds labels,
+`relabel(i, y)` corrects one, `ignore(i)` leaves an image out, `fit()` trains (warm start from
+the current weights, which are the previous round's best epoch).
 `run_active_learning` simulates the labeler with the dataset's labels, round by round, and
 resumes from its checkpoint when interrupted.
 """
@@ -74,13 +75,14 @@ class ActiveLearner:
         self.seed = seed
         self.labels = np.full(len(images), -1, dtype=np.int64)
         self.labeled_indices = np.empty(0, dtype=np.int64)
+        self.ignored = np.zeros(len(images), dtype=bool)  # neither in the pool nor trained on (ignore())
         self.rounds_trained = 0
         self._initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @property
     def pool_indices(self) -> np.ndarray:
-        """Unlabeled indices, ascending."""
-        return np.flatnonzero(self.labels < 0)
+        """Unlabeled indices that are not ignored, ascending."""
+        return np.flatnonzero((self.labels < 0) & ~self.ignored)
 
     def query(self, k: int) -> np.ndarray:
         """The `k` pool indices the acquisition function picks for the next round."""
@@ -102,7 +104,8 @@ class ActiveLearner:
 
         Indices must be unlabeled positions in `images` and labels classes of the model
         (0 .. classes - 1); anything else raises `ConfigError` and leaves the learner unchanged
-        (everything is checked before anything is recorded).
+        (everything is checked before anything is recorded). An ignored index may be taught: it
+        is no longer ignored (an annotator labeled an image they had skipped).
         """
         indices, labels = np.asarray(indices), np.asarray(labels)
         if indices.ndim != 1 or indices.shape != labels.shape:
@@ -117,12 +120,41 @@ class ActiveLearner:
             raise ConfigError(f"indices {outside[:5].tolist()} are outside the pool (0..{len(self.images) - 1})")
         if len(np.unique(indices)) != len(indices) or (self.labels[indices] >= 0).any():
             raise ConfigError("an index is labeled twice; query() only returns unlabeled indices")
+        self._check_classes(labels)
+        self.labels[indices] = labels
+        self.labeled_indices = np.concatenate([self.labeled_indices, indices])
+        self.ignored[indices] = False
+
+    def _check_classes(self, labels: np.ndarray) -> None:
         classes = self.model.head.out_features
         unknown = labels[(labels < 0) | (labels >= classes)]
         if unknown.size:
             raise ConfigError(f"labels {unknown[:5].tolist()} are not classes of the model (0..{classes - 1})")
-        self.labels[indices] = labels
-        self.labeled_indices = np.concatenate([self.labeled_indices, indices])
+
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.images):
+            raise ConfigError(f"index {index!r} is outside the pool (0..{len(self.images) - 1})")
+        return int(index)
+
+    def relabel(self, index: int, label: int) -> None:
+        """Replace the label of labeled `index` with `label` (an annotator corrected it); the next
+        `fit` trains on the new label. `ConfigError` when `index` is not labeled or `label` is not
+        a class of the model."""
+        index = self._check_index(index)
+        if self.labels[index] < 0:
+            raise ConfigError(f"index {index} is not labeled; teach() it instead")
+        self._check_classes(np.array([label], dtype=np.int64))
+        self.labels[index] = int(label)
+
+    def ignore(self, index: int) -> None:
+        """Leave `index` out: it is no longer queried and, if it was labeled, its label is
+        dropped (it is not trained on), e.g. an image an annotator skipped as unusable.
+        `teach` brings it back."""
+        index = self._check_index(index)
+        if self.labels[index] >= 0:
+            self.labels[index] = -1
+            self.labeled_indices = self.labeled_indices[self.labeled_indices != index]
+        self.ignored[index] = True
 
     def fit(self) -> FitResult:
         """Train on the labeled set (`robustal.training.fit`: the first round with the plan's
@@ -146,6 +178,7 @@ class ActiveLearner:
             "labels": torch.from_numpy(self.labels),
             "labeled_indices": torch.from_numpy(self.labeled_indices),
             "rounds_trained": self.rounds_trained,
+            "ignored": torch.from_numpy(self.ignored),
         }
 
     def load_state(self, state: dict) -> None:
@@ -153,6 +186,8 @@ class ActiveLearner:
         self.labels = state["labels"].numpy().copy()
         self.labeled_indices = state["labeled_indices"].numpy().copy()
         self.rounds_trained = int(state["rounds_trained"])
+        # checkpoints from before ignore() existed ignore nothing
+        self.ignored = state["ignored"].numpy().copy() if "ignored" in state else np.zeros(len(self.labels), dtype=bool)
 
 
 @dataclass

@@ -58,6 +58,11 @@ SUBCOMMANDS = {
     "data": Subcommand(
         "data", "data_app", "Datasets: what the data root holds, and verified downloads of the official files."
     ),
+    "label": Subcommand(
+        "label",
+        "label_app",
+        "Label your own images: a local web page asks for labels, robust active learning chooses which.",
+    ),
 }
 
 

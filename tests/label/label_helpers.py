@@ -1,0 +1,39 @@
+"""Helpers of the labeling tests (a plain module: `from conftest import ...` would find another
+folder's conftest.py when the whole suite runs): digits written as PNG files, tiny settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from robustal.label.project import LabelProject
+
+CLASSES = [str(digit) for digit in range(10)]
+# settings of a project whose rounds train in about a second on one CPU thread
+TINY = dict(
+    model="small_cnn", image_size=8, initial=20, per_round=10, budget=40, epochs=1, batch_size=16,
+    train_steps=2, eval_steps=2, eps=0.1, step_size=0.05, seed=0, device="cpu",
+)  # fmt: skip
+
+
+def write_digits(folder: Path, count: int, start: int = 0, class_folders: bool = False) -> dict[Path, int]:
+    """`count` digits (from index `start`) as PNG files in `folder` (in class subfolders when
+    `class_folders`); the true class of each written file."""
+    digits = load_digits()
+    truth = {}
+    for index in range(start, start + count):
+        pixels = (digits.images[index] * (255 / 16)).round().astype(np.uint8)
+        label = int(digits.target[index])
+        path = folder / str(label) / f"{index:04d}.png" if class_folders else folder / f"digit-{index:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+        truth[path.resolve()] = label
+    return truth
+
+
+def true_label(project: LabelProject, item_id: int, truth: dict[Path, int]) -> int:
+    """The simulated annotator's answer for `item_id`."""
+    return truth[Path(project.item(item_id).path)]
