@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from robustal.cli.settings import given_settings, run_setting_parameters, with_setting_options
 from robustal.errors import ConfigError
 
 console = Console(soft_wrap=True)  # paths in messages stay whole, to copy
@@ -22,41 +23,9 @@ label_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# `robustal run` flags that make no sense for a project (its images are the dataset)
-NOT_FOR_PROJECTS = {"out": "--out", "dataset": "--dataset"}
-
-
-def run_settings(arguments: list[str]) -> dict:
-    """RunConfig settings from `robustal run` flags (parsed by that command's own options, so both
-    accept the same flags); unset flags are left out."""
-    from robustal.cli import load_subcommand
-    from robustal.cli.run import parse_options
-
-    command = load_subcommand("run")
-    try:
-        context = command.make_context("robustal label init", list(arguments))
-    except Exception as error:  # click's usage errors (typer's own copy of click: matched by their method)
-        if not callable(getattr(error, "format_message", None)):
-            raise
-        raise ConfigError(f"{error.format_message()} (run flags: see robustal run --help)") from None
-    # a flag is given when its value is not its default (every setting defaults to None, "not given")
-    given = {parameter.name for parameter in command.params if context.params.get(parameter.name) != parameter.default}
-    refused = [flag for name, flag in NOT_FOR_PROJECTS.items() if name in given]
-    if refused:
-        raise ConfigError(f"{', '.join(refused)}: not a setting of a labeling project; its images are given by --images")
-    settings = {name: context.params[name] for name in given}
-    if "acquisition_option" in settings:
-        settings["acquisition_options"] = parse_options(settings.pop("acquisition_option"))
-    if "data_root" in settings:
-        settings["data_root"] = str(settings["data_root"])
-    return settings
-
-
-@label_app.command(
-    "init", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@label_app.command("init")
+@with_setting_options(run_setting_parameters(exclude=("dataset",)))  # a project's images are its dataset
 def init_command(
-    context: typer.Context,
     project: Annotated[Path, typer.Argument(help="a new folder for the project")],
     images: Annotated[Optional[Path], typer.Option(help="folder of images to label (searched recursively)")] = None,
     classes: Annotated[Optional[str], typer.Option(help="class names, comma-separated: cat,dog,bird")] = None,
@@ -72,17 +41,17 @@ def init_command(
         Optional[str],
         typer.Option(help="quick or paper: MNIST's protocol for grayscale images, CIFAR-10's for colour; flags override it"),
     ] = None,
+    **values,
 ) -> None:
     """Create a labeling project from a folder of images.
 
     The images are decoded once; the page then asks a random validation set (--validation), a
     random initial batch (--initial) and, after each training round, the batch the acquisition
-    function ranks first (--per-round), up to --budget training labels. Any `robustal run` flag
-    after PROJECT sets how rounds train and choose (--model, --acquisition, --training, --epochs,
-    --eps, ...; see robustal run --help)."""
+    function ranks first (--per-round), up to --budget training labels. The flags of `robustal
+    run` (all but --dataset) set how rounds train and choose (--model, --acquisition, --epochs, ...)."""
     from robustal.label.project import LabelProject
 
-    settings = run_settings(context.args)
+    settings = given_settings(values)
     if preset is not None:
         settings["preset"] = preset
     names = [name for name in classes.split(",")] if classes is not None else None

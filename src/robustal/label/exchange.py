@@ -35,7 +35,7 @@ import numpy as np
 from robustal.errors import ConfigError, DataError, decoding_errors
 from robustal.label.project import LabelProject
 from robustal.label.store import append_event
-from robustal.loop import atomic_write
+from robustal.rundir import atomic_write
 
 FORMATS = ("csv", "npz", "imagefolder", "label-studio")
 IMAGE_SOURCES = ("path", "data")

@@ -39,7 +39,7 @@ from robustal.data.image_cache import ImageFile, ImageListing, decode_split, ima
 from robustal.data.registry import DatasetInfo, register_dataset_scheme
 from robustal.errors import ConfigError, DataError, decoding_errors
 from robustal.label.store import STORE_FILE, Store, append_event, last_event_id, now
-from robustal.loop import versions
+from robustal.rundir import versions
 from robustal.presets import apply_preset
 from robustal.seeding import numpy_rng
 

@@ -47,7 +47,8 @@ from robustal.label.project import (
     round_due,
 )
 from robustal.label.store import last_event_id, now
-from robustal.loop import ActiveLearner, atomic_write, build_learner, read_checkpoint
+from robustal.loop import ActiveLearner, build_learner, read_checkpoint
+from robustal.rundir import atomic_write
 from robustal.seeding import torch_generator
 
 
@@ -189,7 +190,7 @@ def train_round(project: LabelProject, run: int) -> RoundSummary:
     )
     result = learner.fit()
     generator = torch_generator(config.seed, "label-validation-attack", labels.round, device=learner.device)
-    metrics = evaluate(learner.model, dataset.validation, learner.device, eval_attack, generator, precision=config.precision)
+    metrics = evaluate(learner.model, dataset.validation, learner.execution, eval_attack, generator)
     ranked, batch = rank_next(project, learner)
     checkpoint = project.checkpoint_path(labels.round)
     state = {**learner.state(), "run_id": config.run_id(), "round": labels.round}
