@@ -109,7 +109,7 @@ def press(driver, key: str) -> None:
 
 
 def key_of(label: int) -> str:
-    return str((label + 1) % 10)  # keys 1-9 then 0 for the tenth class
+    return str(label)  # the classes are the digits 0-9: key 3 labels class "3"
 
 
 def label_shown(driver, label: int) -> int:

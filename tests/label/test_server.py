@@ -90,6 +90,15 @@ def test_keys_1_to_9_then_0_name_the_first_ten_classes(tmp_path):
     assert buttons == [(str(index), key, key) for index, key in enumerate(keys)]
 
 
+def test_digit_classes_are_labeled_by_their_own_key():
+    from robustal.label.server import class_keys
+
+    assert class_keys([str(digit) for digit in range(10)]) == [str(digit) for digit in range(10)]  # MNIST: 3 is "3"
+    assert class_keys(["0", "1", "2"]) == ["0", "1", "2"]
+    assert class_keys(["2", "1"]) == ["1", "2"]  # not the digits in order: keys by position
+    assert class_keys(["cat", "dog"]) == ["1", "2"]
+
+
 def test_the_static_files_are_served(project):
     browser = client(project)
     assert "function drawPlot" in browser.get("/static/label.js").text

@@ -218,7 +218,8 @@ def create_app(project: LabelProject, token: str | None = None) -> Starlette:
 
     async def page(request: Request) -> Response:
         html = templates.get_template("index.html").render(
-            project_name=project.path.name, classes=project.classes, annotator=request.state.annotator
+            project_name=project.path.name, classes=list(zip(project.classes, class_keys(project.classes))),
+            annotator=request.state.annotator
         )
         return HTMLResponse(html)
 
@@ -297,6 +298,14 @@ def create_app(project: LabelProject, token: str | None = None) -> Starlette:
         RobustALError: lambda request, exc: error(500, str(exc)),
     }
     return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)], exception_handlers=handlers)
+
+
+def class_keys(classes: list[str]) -> list[str | None]:
+    """The key that labels each class: its own name when the classes are the digits 0, 1, ...
+    in order (MNIST: key 3 is class 3), else 1-9 then 0 for the first ten classes, none beyond."""
+    if classes == [str(number) for number in range(len(classes))] and len(classes) <= 10:
+        return list(classes)
+    return [str((index + 1) % 10) if index < 10 else None for index in range(len(classes))]
 
 
 async def json_body(request: Request) -> dict[str, Any]:

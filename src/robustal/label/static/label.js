@@ -328,7 +328,8 @@
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat || event.isComposing) return;
     if (event.target instanceof Element && event.target.closest("input, textarea, select")) return;
     const key = event.key.toLowerCase();
-    if (/^[0-9]$/.test(key)) label(key === "0" ? 9 : Number(key) - 1); // 0: the tenth class
+    const button = classButtons.find((candidate) => candidate.getAttribute("aria-keyshortcuts") === key);
+    if (button) label(Number(button.dataset.label)); // the key shown on the class's button
     else if (key === "s") skip();
     else if (key === "u") undo();
     else if (key === "r") reopenPrevious();
