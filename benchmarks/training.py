@@ -239,6 +239,8 @@ def variants(names: list[str], eval_batch_size: int, device: torch.device) -> li
     chosen = [catalogue[name] for name in names]
     for variant in chosen:
         variant.eval_batch_size = eval_batch_size
+        if variant.settings and variant is not catalogue["fast"] and {**fast, **variant.settings} == fast:
+            variant.name += " (= --fast here)"
     return chosen
 
 
@@ -300,7 +302,7 @@ def table(
 
 def describe_machine(device: torch.device) -> str:
     """The device with its capabilities, and any environment variable that limits them."""
-    limits = [f"{name}={os.environ[name]}" for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if name in os.environ]
+    limits = [f"{name}={os.environ[name]}" for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NUMBA_CPU_NAME") if name in os.environ]
     text = f"device {device}, {detect_hardware(device.type).describe()}"
     return text + (f" (limited by {' '.join(limits)}: an emulated CPU of that kind)" if limits else "")
 
@@ -308,7 +310,7 @@ def describe_machine(device: torch.device) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--variants", default="torchattacks,backward,fp32,fp32-cl-fold,bf16-cl-fold,fast",
+        "--variants", default="torchattacks,backward,fp32,fp32-cl-fold,bf16-cl-fold",
         help="the first is the baseline of the ratios",
     )
     parser.add_argument("--train-images", type=int, default=1000, help="MNIST training images per epoch")

@@ -51,7 +51,7 @@ def test_run_help_shows_every_default_and_what_a_preset_or_the_dataset_decides()
     records = help_records(command)
     on_off_flags = {p.name for p in command.params if p.is_flag and not p.secondary_opts and p.name != "help"}
     assert on_off_flags == {
-        "retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "keep_round_checkpoints",
+        "retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "fast", "keep_round_checkpoints",
     }  # fmt: skip
     assert all("[default: " in text for name, text in records.items() if name not in on_off_flags)
     preset_fields = {field for table in PRESETS.values() for values in table.values() for field in values}

@@ -58,6 +58,11 @@ SUBCOMMANDS = {
     "data": Subcommand(
         "data", "data_app", "Datasets: what the data root holds, and verified downloads of the official files."
     ),
+    "speedtest": Subcommand(
+        "speedtest",
+        "speedtest_command",
+        "Measure the execution settings on this machine (about 30 s) and print which to use.",
+    ),
 }
 
 

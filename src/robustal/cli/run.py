@@ -162,6 +162,9 @@ def run_command(
     fold_batchnorm: Annotated[bool, typer.Option("--fold-batchnorm", help="attacks fold BatchNorm, fuse CPU kernels")] = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="attacks replay CUDA graphs (GPU only)")] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="the fastest execution settings measured for this device (robustal speedtest)")
+    ] = False,
     keep_round_checkpoints: Annotated[
         bool, typer.Option("--keep-round-checkpoints", help="keep every round's model (robustal evaluate --round)")
     ] = False,
@@ -172,7 +175,9 @@ def run_command(
     settings = {name: value for name, value in locals().items() if value is not None and name not in ("out", "preset")}
     if acquisition_option:
         settings["acquisition_options"] = parse_options(settings.pop("acquisition_option"))
-    for flag in ("retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "keep_round_checkpoints"):
+    for flag in (
+        "retrain_from_scratch", "channels_last", "fold_batchnorm", "compile", "cuda_graphs", "fast", "keep_round_checkpoints"
+    ):
         if not settings[flag]:
             settings.pop(flag)
     if data_root is not None:
@@ -182,6 +187,11 @@ def run_command(
     config = make_config(**settings)
     prepare_output_dir(out)
     console.print(f"run {config.run_id()} -> {out}")
+    if config.fast:  # what --fast resolved to on this machine (recorded in config.json)
+        console.print(
+            f"--fast: precision {config.precision}, channels_last {config.channels_last}, fold_batchnorm "
+            f"{config.fold_batchnorm}, cuda_graphs {config.cuda_graphs}, compile {config.compile}"
+        )
     try:
         result = run_with_progress(config, out)
     except KeyboardInterrupt:
