@@ -4,8 +4,9 @@
 # .whl/, results written to $OUT (default benchmarks/results). Each step has its own time limit
 # so a slow one cannot take the others' results with it. STEPS picks steps (default: all).
 #   tests     the CUDA-graph tests (tests/test_cuda_graphs.py), which only run on a GPU
-#   training  benchmarks/training.py: baseline vs robustal variants, CUDA graphs included
-#   paper     benchmarks/run_mnist_paper.py with CUDA graphs, fp32, all 5,000 validation images
+#   training  benchmarks/training.py: the paper's torchattacks loop (the baseline) vs robustal
+#             variants, CUDA graphs and --fast included
+#   paper     benchmarks/run_mnist_paper.py with --fast (CUDA graphs), all 5,000 validation images
 set -u
 OUT=${OUT:-benchmarks/results}
 STEPS=${STEPS:-tests training paper}
@@ -25,14 +26,14 @@ if [[ " $STEPS " == *" tests "* ]]; then
     [ "${PIPESTATUS[0]}" = 0 ] || graphs_ok=0
 fi
 if [[ " $STEPS " == *" training "* ]]; then
-    lenet=baseline,fp32,bf16-cl-fold; resnet=baseline,bf16-cl-fold
-    [ $graphs_ok = 1 ] && lenet=$lenet,fp32-graphs,bf16-cl-fold-graphs && resnet=$resnet,bf16-cl-fold-graphs
+    lenet=torchattacks,fp32,bf16-cl-fold; resnet=torchattacks,bf16-cl-fold
+    [ $graphs_ok = 1 ] && lenet=$lenet,fp32-graphs,bf16-cl-fold-graphs,fast && resnet=$resnet,bf16-cl-fold-graphs
     timeout "${TRAINING_SECONDS:-200}" python3 benchmarks/training.py --device auto --data-root "$DATA" \
         --train-images 5000 --epochs 3 --eval-images 5000 --chunk 1000 --eval-batch-size 1000 --variants $lenet \
         --resnet-images 500 --resnet-variants $resnet --out "$OUT/training_gpu_graphs.md"
 fi
 if [[ " $STEPS " == *" paper "* ]] && [ $graphs_ok = 1 ]; then
-    timeout "${PAPER_SECONDS:-270}" python3 benchmarks/run_mnist_paper.py --data-root "$DATA" --cuda-graphs \
+    timeout "${PAPER_SECONDS:-270}" python3 benchmarks/run_mnist_paper.py --data-root "$DATA" --fast \
         --run-dir /tmp/mnist_paper --out "$OUT/mnist_paper_gpu_graphs.md"
 fi
 exit 0

@@ -74,7 +74,7 @@ def screenshot(url: str, project: LabelProject, truth: dict[str, int], out: Path
             caption = wait.until(lambda _: idle() and driver.find_element(By.ID, "caption").text)
             item = int(caption.split()[1])
             answer = truth[project.item(item).path]
-            driver.switch_to.active_element.send_keys(str((answer + 1) % 10))  # keys 1-9, 0: the tenth class
+            driver.switch_to.active_element.send_keys(str(answer))  # MNIST classes are the digits: key 3 is "3"
             wait.until(lambda _: idle() and driver.find_element(By.ID, "message").text.startswith(f"Image {item}: "))
         wait.until(lambda _: driver.execute_script("return document.getElementById('image').complete"))
         time.sleep(0.3)  # the history's thumbnails

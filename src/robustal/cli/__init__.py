@@ -63,6 +63,11 @@ SUBCOMMANDS = {
         "label_app",
         "Label your own images: a local web page asks for labels, robust active learning chooses which.",
     ),
+    "speedtest": Subcommand(
+        "speedtest",
+        "speedtest_command",
+        "Measure the execution settings on this machine (about 30 s) and print which to use.",
+    ),
 }
 
 

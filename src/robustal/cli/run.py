@@ -91,6 +91,11 @@ def run_command(
     config = make_config(**settings)
     prepare_output_dir(out)
     console.print(f"run {config.run_id()} -> {out}")
+    if config.fast:  # what --fast resolved to on this machine (recorded in config.json)
+        console.print(
+            f"--fast: precision {config.precision}, channels_last {config.channels_last}, fold_batchnorm "
+            f"{config.fold_batchnorm}, cuda_graphs {config.cuda_graphs}, compile {config.compile}"
+        )
     try:
         result = run_with_progress(config, out)
     except KeyboardInterrupt:
