@@ -210,7 +210,7 @@ def write_study(
     directory that have results on disk (nothing computed is dropped)."""
     study_dir.mkdir(parents=True, exist_ok=True)
     (study_dir / RUNS_DIR).mkdir(exist_ok=True)
-    manifest = _read_manifest_file(study_dir)
+    manifest = read_study_manifest(study_dir)
     runs = _kept(manifest.get("runs", {}), lambda run_id: run_directory(study_dir, run_id))
     runs.update({config.run_id(): config.resolved_settings() for config in configs})
     jobs = _kept(manifest.get("retraining", {}), lambda job_id: retrain_directory(study_dir, job_id))
@@ -223,19 +223,20 @@ def _kept(entries: dict[str, Any], directory) -> dict[str, Any]:
     return {key: value for key, value in entries.items() if run_state(directory(key)) != "pending"}
 
 
-def _read_manifest_file(study_dir: Path) -> dict[str, Any]:
+def read_study_manifest(study_dir: Path) -> dict[str, Any]:
+    """The study's ``manifest.json``: its name, runs (id -> settings) and retraining jobs (empty without one)."""
     path = Path(study_dir) / MANIFEST_FILE
     return read_json(path) if path.exists() else {}
 
 
 def read_manifest(study_dir: Path) -> dict[str, dict[str, Any]]:
     """Run id -> resolved settings of every run in the study (empty when there is no manifest)."""
-    return _read_manifest_file(study_dir).get("runs", {})
+    return read_study_manifest(study_dir).get("runs", {})
 
 
 def read_retraining_manifest(study_dir: Path) -> dict[str, dict[str, Any]]:
     """Retraining job id -> `retraining_entry` of every retraining job in the study."""
-    return _read_manifest_file(study_dir).get("retraining", {})
+    return read_study_manifest(study_dir).get("retraining", {})
 
 
 def _require_study(study_dir: Path) -> dict[str, dict[str, Any]]:

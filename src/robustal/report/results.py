@@ -15,6 +15,7 @@ import yaml
 
 from robustal.errors import ConfigError
 from robustal.experiments import run_directory, study_results, study_status
+from robustal.experiments.store import STUDY_FILE, read_study_manifest
 from robustal.rundir import CONFIG_FILE, read_config
 
 FUNCTION = "function"  # column: the acquisition function and its options, e.g. "dre (bins=20)"
@@ -110,9 +111,9 @@ def load_study_results(study_dir: str | os.PathLike) -> StudyResults:
             f"{study_dir} has no finished runs yet ({states}): see `robustal study status {study_dir}`"
         )
     rounds[FUNCTION] = [function_label(a, o) for a, o in zip(rounds["acquisition"], rounds["acquisition_options"])]
-    spec_path = study_dir / "study.yaml"
+    spec_path = study_dir / STUDY_FILE
     spec = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
-    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest = read_study_manifest(study_dir)
     settings = manifest["runs"]
     configs = {}
     for run_id in rounds["run_id"].unique():
