@@ -15,6 +15,7 @@ name                   selects (module)
 ``egl``                highest expected input-gradient length (adversarial)
 ``dfal``               smallest DeepFool perturbation on a random subset (adversarial)
 ``dre``                the pool's entropy histogram, kept by stratified sampling (density)
+``badge``              k-means++ seeding on last-layer gradient embeddings (badge)
 =====================  ==============================================================
 
 >>> from robustal.acquisition import build_acquisition, available_acquisitions
@@ -23,6 +24,7 @@ DensityRobustEntropy(bins=50)
 """
 
 from robustal.acquisition import adversarial as _adversarial  # noqa: F401  (registers functions)
+from robustal.acquisition import badge as _badge  # noqa: F401
 from robustal.acquisition import baseline as _baseline  # noqa: F401
 from robustal.acquisition import density as _density  # noqa: F401
 from robustal.acquisition import diversity as _diversity  # noqa: F401
