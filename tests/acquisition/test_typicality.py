@@ -9,6 +9,7 @@ import torch
 from robustal.acquisition import build_acquisition
 from robustal.acquisition.typicality import (
     ball_graph,
+    edge_bounded_radius,
     mean_neighbour_distances,
     probcover_positions,
     purity_radius,
@@ -143,3 +144,10 @@ def test_probcover_covers_the_models_unit_embedding_with_the_labeled_set_first(d
     expected = pool[probcover_positions(ball_graph(points, 0.3), len(labeled), 10, np.random.default_rng(0))]
     chosen = build_acquisition("probcover", delta=0.3).select(digits_context, pool, 10, np.random.default_rng(0))
     np.testing.assert_array_equal(chosen, expected)
+
+
+def test_edge_bounded_radius_keeps_the_graph_under_the_bound():
+    points = blobs([100, 100], spread=0.3)
+    radius = edge_bounded_radius(points, 4000, np.random.default_rng(0))
+    edges = ball_graph(points, radius).nnz
+    assert 0.5 * 0.8 * 4000 < edges <= 4000  # the sample's quantile: near 0.8 of the bound

@@ -188,8 +188,10 @@ def ball_graph(
     """The delta-ball graph as a boolean sparse matrix: row x holds every y with ||x - y|| < delta,
     and x itself. Raises `ConfigError` when it would exceed `max_edges` edges."""
     rows, columns, edges = [], [], 0
+    norms = (points * points).sum(dim=1)
     for block in _row_blocks(len(points), len(points), chunk_elements):
-        inside = squared_distances(points[block], points) < delta * delta
+        # ||a - b||^2 < delta^2  <=>  2 a.b - ||b||^2 > ||a||^2 - delta^2: one product, one comparison
+        inside = (2.0 * points[block]) @ points.T - norms[None, :] > (norms[block] - delta * delta)[:, None]
         inside[torch.arange(inside.shape[0]), torch.arange(block.start, block.stop)] = True
         row, column = torch.nonzero(inside, as_tuple=True)
         edges += len(row)
@@ -202,6 +204,15 @@ def ball_graph(
         columns.append(column.numpy().astype(np.int32))
     row, column = np.concatenate(rows), np.concatenate(columns)
     return sparse.csr_matrix((np.ones(len(row), dtype=bool), (row, column)), shape=(len(points), len(points)))
+
+
+def edge_bounded_radius(points: torch.Tensor, max_edges: int, rng: np.random.Generator, sample_rows: int = 500) -> float:
+    """A radius whose delta-ball graph has about 0.8 `max_edges` edges at most: the matching
+    quantile of the distances from `sample_rows` random points (from `rng`) to all points."""
+    rows = points[np.sort(rng.choice(len(points), size=min(sample_rows, len(points)), replace=False))]
+    distances = squared_distances(rows, points).flatten().sqrt()
+    fraction = min(1.0, 0.8 * max_edges / float(len(points)) ** 2)
+    return float(torch.quantile(distances[torch.randperm(len(distances), generator=torch.Generator().manual_seed(int(rng.integers(2**31))))[: 2**24]], fraction))
 
 
 def probcover_positions(graph: sparse.csr_matrix, labeled_count: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -244,7 +255,10 @@ class ProbCover(AcquisitionFunction):
 
     Options: `delta` (a number in (0, 2], the sphere's diameter), by default None: the largest
     delta at which a `purity` fraction (0.95, the authors' alpha) of the balls are pure with
-    respect to k-means with as many clusters as classes (`purity_radius`).
+    respect to k-means with as many clusters as classes (`purity_radius`), capped so that the
+    graph keeps about 0.8 x `MAX_GRAPH_EDGES` (40 million) edges at most (`edge_bounded_radius`:
+    on a trained model's embedding, pure balls can hold a whole class, N^2 / classes edges). A
+    `delta` given whose graph exceeds the bound is a `ConfigError`.
     """
 
     name = "probcover"
@@ -260,5 +274,7 @@ class ProbCover(AcquisitionFunction):
         points = unit_embeddings(context, labeled, pool)
         delta = self.delta
         if delta is None:
-            delta = purity_radius(points, context.model.head.out_features, self.purity, rng)
+            # pure balls on a trained model's class clusters can hold whole classes: cap the edges
+            delta = min(purity_radius(points, context.model.head.out_features, self.purity, rng),
+                        edge_bounded_radius(points, MAX_GRAPH_EDGES, rng))  # fmt: skip
         return pool[probcover_positions(ball_graph(points, delta), len(labeled), k, rng)]
