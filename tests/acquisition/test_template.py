@@ -12,7 +12,12 @@ from robustal.errors import ConfigError, PoolExhaustedError
 
 ALL = available_acquisitions()
 # every function with its default options, plus the non-default variants that select differently
-VARIANTS = [(name, {}) for name in ALL] + [("dre", {"quota": "proportional"})]
+VARIANTS = [(name, {}) for name in ALL] + [
+    ("dre", {"quota": "proportional"}),
+    ("entropy", {"sampling": "power"}),
+    ("margin", {"sampling": "softmax", "beta": 10.0}),
+    ("bald", {"sampling": "softrank"}),
+]
 VARIANT_IDS = [name + "".join(f"-{key}={value}" for key, value in options.items()) for name, options in VARIANTS]
 
 

@@ -15,6 +15,9 @@ name                   selects (module)
 ``egl``                highest expected input-gradient length (adversarial)
 ``dfal``               smallest DeepFool perturbation on a random subset (adversarial)
 ``dre``                the pool's entropy histogram, kept by stratified sampling (density)
+``badge``              k-means++ seeding on last-layer gradient embeddings (badge)
+``typiclust``          the most typical point of each large uncovered k-means cluster (typicality)
+``probcover``          greedy max coverage of delta-balls in the embedding (typicality)
 =====================  ==============================================================
 
 >>> from robustal.acquisition import build_acquisition, available_acquisitions
@@ -23,10 +26,12 @@ DensityRobustEntropy(bins=50)
 """
 
 from robustal.acquisition import adversarial as _adversarial  # noqa: F401  (registers functions)
+from robustal.acquisition import badge as _badge  # noqa: F401
 from robustal.acquisition import baseline as _baseline  # noqa: F401
 from robustal.acquisition import density as _density  # noqa: F401
 from robustal.acquisition import diversity as _diversity  # noqa: F401
 from robustal.acquisition import dropout as _dropout  # noqa: F401
+from robustal.acquisition import typicality as _typicality  # noqa: F401
 from robustal.acquisition import uncertainty as _uncertainty  # noqa: F401
 from robustal.acquisition.base import AcquisitionFunction, PoolContext, ScoreAcquisition, top_k
 from robustal.acquisition.registry import (

@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from robustal.acquisition.batch_sampling import batch_positions, check_sampling, top_k  # noqa: F401  (top_k: public here)
 from robustal.errors import ConfigError, PoolExhaustedError, RobustALError
 from robustal.models.base import Classifier
 
@@ -47,6 +48,9 @@ class AcquisitionFunction(ABC):
     # option defaults that a run's id names even when the run leaves them unset: options added
     # after runs of this function existed, whose default changed what it computes
     identity_defaults: ClassVar[dict[str, object]] = {}
+    # options added after runs of this function existed whose default computes what the function
+    # computed before: at that default they are left out of a run's id, even when given
+    neutral_defaults: ClassVar[dict[str, object]] = {}
 
     def select(self, context: PoolContext, pool_indices: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         """Exactly `k` unique indices (into the training set) drawn from `pool_indices`.
@@ -75,12 +79,21 @@ class AcquisitionFunction(ABC):
 
 
 class ScoreAcquisition(AcquisitionFunction):
-    """Selects the `k` pool samples of highest score (ties: the earlier pool position wins).
+    """Selects the `k` pool samples of highest score (ties: the earlier pool position wins), or,
+    with `sampling` ``power``, ``softmax`` or ``softrank``, draws them at random with probability
+    growing with the score, at coldness `beta` (stochastic batch acquisition, Kirsch et al. 2023;
+    see `robustal.acquisition.batch_sampling`).
 
     A family whose scores are one pure function of model outputs may declare it in the class
     statement, ``class Margin(Family, score_function=margin_scores)``; it becomes the static
-    attribute ``score_function``.
+    attribute ``score_function``. Subclasses with options of their own pass ``**batch_sampling``
+    on to ``ScoreAcquisition.__init__``.
     """
+
+    neutral_defaults = {"sampling": "top", "beta": 1.0}  # top-k: what every score function did before
+
+    def __init__(self, sampling: str = "top", beta: float = 1.0) -> None:
+        self.sampling, self.beta = check_sampling(self.name, sampling, beta)
 
     def __init_subclass__(cls, score_function: Callable | None = None, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -92,14 +105,7 @@ class ScoreAcquisition(AcquisitionFunction):
         """One score per pool sample, higher = more worth labeling."""
 
     def _select(self, context, pool, k, rng):
-        return pool[top_k(self.scores(context, pool, rng), k)]
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the `k` highest scores, highest first, ties broken by position (stable)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    return order[:k]
+        return pool[batch_positions(self.scores(context, pool, rng), k, rng, self.sampling, self.beta, self.name)]
 
 
 def torch_generator_from(rng: np.random.Generator, device: torch.device | str = "cpu") -> torch.Generator:

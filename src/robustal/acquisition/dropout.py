@@ -110,12 +110,14 @@ def bald_scores(pass_probabilities: torch.Tensor) -> torch.Tensor:
 class MCDropoutAcquisition(ScoreAcquisition):
     """Scores are ``score_function(P)`` of T MC dropout passes P (T, n, classes).
 
-    Options: `dropout_rate` (paper: 0.1) and `passes` T (paper: 10).
+    Options: `dropout_rate` (paper: 0.1) and `passes` T (paper: 10), and `sampling` / `beta`
+    (`ScoreAcquisition`).
     """
 
     score_function: ClassVar[Callable[[torch.Tensor], torch.Tensor]]
 
-    def __init__(self, dropout_rate: float = DROPOUT_RATE, passes: int = DROPOUT_PASSES) -> None:
+    def __init__(self, dropout_rate: float = DROPOUT_RATE, passes: int = DROPOUT_PASSES, **batch_sampling) -> None:
+        super().__init__(**batch_sampling)
         self.dropout_rate = check_dropout_rate(dropout_rate)
         self.passes = check_positive_int(self.name, "passes", passes)
 

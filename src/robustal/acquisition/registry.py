@@ -42,6 +42,9 @@ def build_acquisition(name: str, **options: Any) -> AcquisitionFunction:
 
 def identity_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """`options` of acquisition `name` as a run's id names them: with the function's
-    ``identity_defaults`` filled in where `options` leaves them unset."""
+    ``identity_defaults`` filled in where `options` leaves them unset, and without the options
+    equal to their ``neutral_defaults`` (given or not, they leave the id unchanged)."""
     check_acquisition_name(name)
-    return {**_ACQUISITIONS[name].identity_defaults, **options}
+    cls = _ACQUISITIONS[name]
+    named = {**cls.identity_defaults, **options}
+    return {key: value for key, value in named.items() if key not in cls.neutral_defaults or value != cls.neutral_defaults[key]}
