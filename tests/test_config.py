@@ -13,7 +13,8 @@ from robustal.retraining import make_retrain_config
         ({"dataset": "cifar100"}, "unknown dataset 'cifar100'; valid choices: .*digits.*mnist"),
         ({"model": "resnet9000"}, "unknown model 'resnet9000'; valid choices: .*lenet5"),
         ({"acquisition": "entropyy"}, "unknown acquisition function 'entropyy'; valid choices: .*entropy.*random"),
-        ({"training": "trades2"}, "unknown training regime 'trades2'; valid choices: pgd, standard"),
+        ({"training": "trades2"}, "unknown training regime 'trades2'; valid choices: pgd, standard, trades"),
+        ({"norm": "l1"}, "unknown norm 'l1'; valid choices: l2, linf"),
         ({"eps": -0.1}, "eps: Input should be greater than or equal to 0"),
         ({"initial": 300, "budget": 200}, r"budget \(200\) must be at least the initial labeled set \(300\)"),
         ({"per_round": 0}, "per_round"),
@@ -38,6 +39,11 @@ PIXEL_RANGE = r"beyond the \[0, 1\] pixel range"
         ({"weight_decay": float("nan")}, "weight_decay: Input should be a finite number"),
         ({"eps": 1.5}, f"eps: 1.5 is {PIXEL_RANGE}"),
         ({"step_size": 2}, f"step_size: 2.0 is {PIXEL_RANGE}"),
+        ({"eps": 2.0}, "for an L2 radius, set norm to l2"),
+        ({"norm": "l2", "eps": 101}, "eps: 101.0 is beyond 100, the bound of L2 radii and steps"),
+        ({"norm": "l2", "step_size": 1e3}, "step_size: 1000.0 is beyond 100"),
+        ({"trades_beta": 0}, "trades_beta: Input should be greater than 0"),
+        ({"trades_beta": 101}, "trades_beta: Input should be less than or equal to 100"),
         ({"image_size": 3000}, r"image size 3000 of digits is outside 1..512: every split is resized in memory"),
         ({"batch_size": 10**9}, "batch_size: Input should be less than or equal to 65536"),
         ({"epochs": 10**9}, "epochs: Input should be less than or equal to 10000"),
@@ -53,6 +59,8 @@ def test_numbers_must_be_finite_and_within_their_range(settings, message):
 def test_the_bounds_themselves_are_accepted():
     config = make_config(eps=1.0, step_size=1.0, image_size=512, batch_size=65536, epochs=10_000)
     assert (config.eps, config.step_size, config.image_size) == (1.0, 1.0, 512)
+    config = make_config(norm="l2", eps=100, step_size=100, training="trades", trades_beta=100)
+    assert (config.eps, config.step_size, config.trades_beta) == (100, 100, 100)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +107,7 @@ IDENTITY_DEFAULTS = {
     "batch_size": 100, "optimizer": "adam", "lr": 0.001, "weight_decay": 0.0, "lr_schedule": "constant", "eps": 0.3,
     "step_size": 0.01, "train_steps": 40, "eval_steps": 50, "validation_size": None, "test_size": None,
     "retrain_from_scratch": False, "augment": None, "seed": 0, "precision": "fp32", "channels_last": False,
-    "fold_batchnorm": False, "compile": False,
+    "fold_batchnorm": False, "compile": False, "trades_beta": 6.0, "norm": "linf",
 }  # fmt: skip
 
 
@@ -128,6 +136,16 @@ def test_run_ids_leave_out_defaults_so_new_settings_keep_old_ids():
 
     assert Later(**config.model_dump()).run_id() == config.run_id()
     assert Later(**config.model_dump(), new_setting=1).run_id() != config.run_id()
+    # the id this run had before `norm` and `trades_beta` existed (robustal at 4c547df)
+    assert config.run_id() == "d7a2640fd8dcb011"
+
+
+def test_trades_beta_enters_the_id_only_where_trades_reads_it():
+    trades = make_config(training="trades", trades_beta=3.0)
+    assert trades.identity()["trades_beta"] == 3.0 and trades.run_id() != make_config(training="trades").run_id()
+    # pgd training never reads beta: the same run, the same id, whatever beta says
+    assert make_config(trades_beta=3.0).run_id() == make_config().run_id()
+    assert make_config(norm="l2").identity()["norm"] == "l2"
 
 
 def test_retraining_settings_are_an_update_of_the_run_settings():

@@ -1,5 +1,8 @@
 """Batched adversarial attacks on models that return logits, for inputs in [0, 1].
 
+FGSM, PGD (L-inf, L2) and TRADES's KL attack (`TradesKL`, the inner maximisation of TRADES
+training).
+
 Every attack is a small object holding its parameters (paper defaults) with one call:
 ``attack(model, x, y, generator=None) -> x_adv``. An attack
 
@@ -142,3 +145,39 @@ class PGD(Attack):
             f"PGD(eps={self.eps}, step_size={self.step_size}, steps={self.steps}, "
             f"random_start={self.random_start}, norm={self.norm!r})"
         )
+
+
+class TradesKL(PGD):
+    """TRADES's inner maximisation (Zhang et al., ICML 2019), as their reference code ``trades.py``.
+
+    Starts at ``x + 0.001 * N(0, 1)`` (seeded by `generator`) and takes `steps` steps that
+    ascend ``KL(p(x) || p(x_adv)) = sum p(x) * (log p(x) - log p(x_adv))`` summed over the batch
+    (their ``KLDivLoss(size_average=False)(log_softmax(model(x_adv)), softmax(model(x)))``), with
+    ``p`` the model's softmax in eval mode. L-inf: sign steps of `step_size`, projected onto the
+    eps-ball and [0, 1] after each step, exactly as their ``l_inf`` branch. L2: PGD's L2 steps
+    (normalised gradient times `step_size`, then projection), where their ``l_2`` branch runs
+    SGD at rate ``2 * eps / steps`` on the normalised gradient: the run's step size is used
+    instead, as for PGD. The labels `y` are not used.
+    """
+
+    def __init__(self, eps: float = 0.3, step_size: float = 0.01, steps: int = 40, norm: str = "linf") -> None:
+        super().__init__(eps, step_size, steps, random_start=True, norm=norm)
+
+    def perturb(self, model, x, y, generator):
+        with torch.no_grad():
+            natural = F.softmax(model(x).float(), dim=1)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_adv = x + 0.001 * noise  # not projected before the first step, as in their code
+        if self.steps > 0:
+            key = ("trades-kl", self.eps, self.step_size, self.steps, self.norm)
+            x_adv = current_execution().replay(model, key, functools.partial(self._steps, model), x, x_adv, natural)
+        return self._project(x_adv, x)  # a no-op after any step; with none, the ball and [0, 1]
+
+    def _gradient(self, model, x_adv, natural):
+        x_adv = x_adv.detach().requires_grad_(True)
+        divergence = F.kl_div(F.log_softmax(model(x_adv).float(), dim=1), natural, reduction="sum")
+        (gradient,) = torch.autograd.grad(divergence, x_adv)
+        return gradient
+
+    def __repr__(self) -> str:
+        return f"TradesKL(eps={self.eps}, step_size={self.step_size}, steps={self.steps}, norm={self.norm!r})"

@@ -18,12 +18,13 @@ from torch import nn
 
 from robustal.attacks import PGD
 from robustal.data.dataset import Split
-from robustal.errors import ConfigError
+from robustal.errors import ConfigError, unknown_name_error
 from robustal.runtime import batch_slices, model_mode, to_float
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")  # the standard version, in its order
 ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
 AUTOATTACK_BATCH_SIZE = 500
+AUTOATTACK_NORMS = {"linf": "Linf", "l2": "L2"}  # robustal's norm names -> AutoAttack's
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,17 @@ def autoattack_accuracy(
     seed: int = 0,
     pgd: PGD | None = None,
     batch_size: int = AUTOATTACK_BATCH_SIZE,
+    norm: str = "linf",
 ) -> AutoAttackResult:
-    """Robust accuracy of `model` on `split` under the L-inf AutoAttack `attacks` at `eps`.
+    """Robust accuracy of `model` on `split` under the AutoAttack `attacks` at `eps` in `norm`
+    (``linf`` or ``l2``, the run's threat model).
 
     With `pgd`, the same points are also attacked by it (seeded from `seed`), so that a PGD
     robust accuracy below AutoAttack's, a sign of a broken evaluation, can be seen. The global
     torch random state is left as it was (the attacks seed it).
     """
+    if norm not in AUTOATTACK_NORMS:
+        raise unknown_name_error("norm", norm, tuple(AUTOATTACK_NORMS))
     pyautoattack = _pyautoattack()
     start = time.perf_counter()
     images, labels = to_float(split.images).to(device), split.labels.to(device)
@@ -93,7 +98,7 @@ def autoattack_accuracy(
             return torch.cat([model(x[part]).argmax(1) == y[part] for part in batch_slices(len(y), batch_size)])
 
     with model_mode(model, training=False), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        adversary = pyautoattack.AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device=device)
+        adversary = pyautoattack.AutoAttack(model, norm=AUTOATTACK_NORMS[norm], eps=eps, version="standard", seed=seed, device=device)
         adversary.verbose = False
         clean = correct(images, labels)
         robust = clean.clone()

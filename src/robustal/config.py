@@ -6,16 +6,17 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from robustal.accel import check_precision, detect_hardware, fast_settings
+from robustal.attacks import NORMS
 from robustal.acquisition import check_acquisition_name, identity_options
 from robustal.data import dataset_info
 from robustal.data.registry import MAX_IMAGE_SIZE, check_image_size
 from robustal.errors import ConfigError, unknown_name_error
 from robustal.models import check_model_name
 from robustal.runtime import select_device
-from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRAINING_REGIMES
+from robustal.training import LR_SCHEDULES, OPTIMIZERS, TRADES_BETA, TRAINING_REGIMES
 
 # Settings that say where or how fast a run happens, not what it computes: not part of its id
 # (CUDA graphs replay the very kernels an eager run launches).
@@ -26,14 +27,30 @@ WARM_UPS = ("same", "standard")
 # (the paper uses 10-20 epochs, 7-50 PGD steps and batches of 100-128).
 MAX_REPEATS = 10_000
 MAX_BATCH_SIZE = 65_536
+# An L2 radius (or step) is a Euclidean length in pixels scaled to [0, 1]: it can exceed 1
+# (2.0 on MNIST, 0.5 on CIFAR-10 are common) and reaches sqrt(pixels) (28 on MNIST, 388 on
+# 224x224 RGB) only for a ball holding every image. 100 allows every radius in use and catches
+# typos (20 for 2.0 is already a ball around most of MNIST, but it is the user's choice).
+MAX_L2_RADIUS = 100.0
+MAX_TRADES_BETA = 100.0  # Zhang et al. use 1 to 6; beyond 100 the clean loss no longer counts
 
 
-def check_pixel_range(value: float | None) -> float | None:
-    """`value` (an attack radius or step) unless beyond the [0, 1] range of pixels; a pydantic validator."""
-    if value is not None and value > 1:
+def check_attack_radius(value: float | None, info: ValidationInfo) -> float | None:
+    """`value` (an attack radius or step) unless beyond its bound for the run's ``norm`` (L-inf: the
+    [0, 1] range of pixels; L2: `MAX_L2_RADIUS`); a pydantic validator (``norm`` is declared first)."""
+    norm = info.data.get("norm")
+    if value is None:
+        return value
+    if norm == "l2" and value > MAX_L2_RADIUS:
+        raise ValueError(
+            f"{value} is beyond {MAX_L2_RADIUS:g}, the bound of L2 radii and steps: an L2 radius is the Euclidean "
+            "length of a perturbation of pixels scaled to [0, 1] (common: 2.0 on MNIST, 0.5 on CIFAR-10)"
+        )
+    if norm != "l2" and value > 1:
         raise ValueError(
             f"{value} is beyond the [0, 1] pixel range: images are scaled to [0, 1], so 1 already allows any "
-            "image (the paper: eps 0.3 on MNIST, 8/255 on SVHN and CIFAR-10)"
+            "image under the L-inf norm (the paper: eps 0.3 on MNIST, 8/255 on SVHN and CIFAR-10; "
+            "for an L2 radius, set norm to l2)"
         )
     return value
 
@@ -55,7 +72,13 @@ class RunConfig(BaseModel):
     )
     acquisition: str = Field("random", description="acquisition function (the README lists them)")
     acquisition_options: dict[str, Any] = Field(default_factory=dict, description="options of the acquisition function")
-    training: str = Field("pgd", description="standard or pgd (adversarial training)")
+    training: str = Field(
+        "pgd", description="standard, pgd (adversarial training, Madry et al.) or trades (Zhang et al. 2019)"
+    )
+    trades_beta: float = Field(
+        TRADES_BETA, gt=0, le=MAX_TRADES_BETA,
+        description="weight of TRADES's KL term against the clean loss (training trades only)",
+    )  # fmt: skip
     warm_up: str = Field(
         "same",
         description="how round 0 (the random initial set) trains: 'same' as every round, or 'standard' "
@@ -70,8 +93,13 @@ class RunConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of the optimizer")
     lr_schedule: str = Field("constant", description="constant or cyclic (per batch: up over 2/5 of the steps, then down)")
-    eps: float = Field(0.3, ge=0, description="L-inf radius of training and evaluation attacks, in pixels scaled to [0, 1]")
-    step_size: float = Field(0.01, gt=0, description="PGD step size, in pixels scaled to [0, 1]")
+    norm: str = Field("linf", description="threat model of training and evaluation attacks: linf or l2")
+    eps: float = Field(
+        0.3, ge=0,
+        description=f"radius of training and evaluation attacks in the norm, pixels scaled to [0, 1] (L-inf: at most 1; "
+        f"L2: at most {MAX_L2_RADIUS:g})",
+    )  # fmt: skip
+    step_size: float = Field(0.01, gt=0, description="PGD step size in the norm, pixels scaled to [0, 1]")
     train_steps: int = Field(40, ge=1, le=MAX_REPEATS, description="PGD steps during adversarial training")
     eval_steps: int = Field(50, ge=1, le=MAX_REPEATS, description="PGD steps for robust accuracy (validation and test)")
     validation_size: int | None = Field(None, ge=1, description="validation samples for model selection; None = all")
@@ -99,7 +127,7 @@ class RunConfig(BaseModel):
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
     data_root: str | None = Field(None, description="folder with datasets")
 
-    _pixel_range = field_validator("eps", "step_size")(check_pixel_range)
+    _attack_radius = field_validator("eps", "step_size")(check_attack_radius)
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +148,8 @@ class RunConfig(BaseModel):
         check_acquisition_name(self.acquisition)
         if self.training not in TRAINING_REGIMES:
             raise unknown_name_error("training regime", self.training, TRAINING_REGIMES)
+        if self.norm not in NORMS:
+            raise unknown_name_error("norm", self.norm, NORMS)
         if self.optimizer not in OPTIMIZERS:
             raise unknown_name_error("optimizer", self.optimizer, OPTIMIZERS)
         if self.lr_schedule not in LR_SCHEDULES:
@@ -156,6 +186,8 @@ class RunConfig(BaseModel):
         values["acquisition_options"] = identity_options(self.acquisition, self.acquisition_options)
         # augmentation as used: asking for the dataset's default is the same run as not asking
         values["augment"] = None if self.uses_augmentation == dataset_info(self.dataset).augment else self.uses_augmentation
+        if self.training != "trades":  # beta as used: no other regime reads it
+            values["trades_beta"] = TRADES_BETA
         return values
 
     def identity(self) -> dict[str, Any]:

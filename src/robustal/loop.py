@@ -266,9 +266,9 @@ def build_learner(config: RunConfig, dataset: ImageDataset) -> tuple[ActiveLearn
         model = build_model(config.model_name, dataset.channels, dataset.num_classes, dataset.image_size)
     execution.prepare(model)
     device = execution.device
-    train_attack = PGD(config.eps, config.step_size, config.train_steps, True)
-    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, True)
-    regime = build_regime(config.training, train_attack)
+    train_attack = PGD(config.eps, config.step_size, config.train_steps, True, config.norm)
+    eval_attack = PGD(config.eps, config.step_size, config.eval_steps, True, config.norm)
+    regime = build_regime(config.training, train_attack, config.trades_beta)
     validation = dataset.validation.subset(slice(0, config.validation_size))
 
     def validation_score(adversarial: bool) -> Callable[[nn.Module], float]:

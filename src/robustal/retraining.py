@@ -62,7 +62,7 @@ NON_IDENTITY_FIELDS = ("budgets", "data_root", "device")
 # The checkpoint's run settings that a fine-tune may change (`RetrainConfig.updates`); the others
 # (dataset, model, image size, ...) are the trained model's and stay as they are.
 FINE_TUNING_FIELDS = (
-    "epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule", "eps", "step_size", "train_steps",
+    "epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule", "trades_beta", "norm", "eps", "step_size", "train_steps",
     "eval_steps", "validation_size", "augment", "precision", "channels_last", "fold_batchnorm", "compile", "cuda_graphs",
 )  # fmt: skip
 

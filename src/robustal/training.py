@@ -1,4 +1,4 @@
-"""One training loop with a pluggable step (the regime): standard or PGD adversarial training.
+"""One training loop with a pluggable step (the regime): standard, PGD adversarial or TRADES training.
 
 The loop trains for a number of epochs, scores the model on the validation split after each
 epoch and keeps the best epoch's weights (the paper's model selection). It never waits for the
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustal.accel import Execution
-from robustal.attacks import PGD, Attack
+from robustal.attacks import PGD, Attack, TradesKL
 from robustal.data.augment import augment
 from robustal.data.dataset import Split
 from robustal.errors import ConfigError, unknown_name_error
@@ -62,18 +62,45 @@ class PGDTraining(TrainingRegime):
         return F.cross_entropy(model(x_adv).float(), y)
 
 
-TRAINING_REGIMES = ("standard", "pgd")
+class TRADESTraining(TrainingRegime):
+    """TRADES (Zhang et al., ICML 2019), as their reference code ``trades.py``: the loss
+    ``CE(model(x), y) + beta * KL(p(x) || p(x_adv)) / batch size`` (KL summed over the batch,
+    ``p`` the softmax, gradients through both terms), with ``x_adv`` from `attack` (`TradesKL`,
+    run in eval mode; the loss in train mode)."""
+
+    name = "trades"
+    adversarial = True
+
+    def __init__(self, attack: Attack, beta: float = 6.0) -> None:
+        self.attack, self.beta = attack, beta
+
+    def loss(self, model, x, y, generator):
+        x_adv = self.attack(model, x, y, generator)
+        # two clean forward passes as their code (`model(x_natural)` for each term): the same
+        # outputs without dropout, and the same BatchNorm running-statistics updates
+        natural_loss = F.cross_entropy(model(x).float(), y)
+        log_adversarial = F.log_softmax(model(x_adv).float(), dim=1)
+        natural = F.softmax(model(x).float(), dim=1)
+        divergence = F.kl_div(log_adversarial, natural, reduction="sum") / len(x)
+        return natural_loss + self.beta * divergence
 
 
-def build_regime(name: str, attack: PGD | None = None) -> TrainingRegime:
-    """The regime `name`; ``pgd`` needs the training `attack`."""
+TRAINING_REGIMES = ("standard", "pgd", "trades")
+TRADES_BETA = 6.0  # Zhang et al.'s default: the trade-off that their CIFAR-10 and MNIST results use
+
+
+def build_regime(name: str, attack: PGD | None = None, trades_beta: float = TRADES_BETA) -> TrainingRegime:
+    """The regime `name`; ``pgd`` and ``trades`` need the training `attack`, whose radius, step,
+    steps and norm TRADES's KL attack takes; `trades_beta` weighs TRADES's KL term."""
     if name == "standard":
         return StandardTraining()
+    if name not in ("pgd", "trades"):
+        raise unknown_name_error("training regime", name, TRAINING_REGIMES)
+    if attack is None:
+        raise ConfigError(f"the {name} training regime needs a training attack")
     if name == "pgd":
-        if attack is None:
-            raise ConfigError("the pgd training regime needs a training attack")
         return PGDTraining(attack)
-    raise unknown_name_error("training regime", name, TRAINING_REGIMES)
+    return TRADESTraining(TradesKL(attack.eps, attack.step_size, attack.steps, attack.norm), trades_beta)
 
 
 OPTIMIZERS = ("adam", "sgd")

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from robustal.autoattack import STANDARD_ATTACKS, autoattack_accuracy, parse_attacks
+from robustal.autoattack import AUTOATTACK_NORMS, STANDARD_ATTACKS, autoattack_accuracy, parse_attacks
 from robustal.errors import ConfigError, RobustALError
 from robustal.experiments.store import MANIFEST_FILE, read_manifest, rounds_completed, run_directory, run_state
 from robustal.loop import read_run_config
@@ -109,15 +109,15 @@ def evaluate_run(
     torch_device = select_device(device)
     model, config, state = load_checkpoint(checkpoint, device=str(torch_device))
     split = dataset.test.subset(slice(0, samples))
-    pgd = PGD(config.eps, config.step_size, config.eval_steps, True)
+    pgd = PGD(config.eps, config.step_size, config.eval_steps, True, config.norm)
     seed = derive_seed(config.seed, "autoattack") % 2**31
-    result = autoattack_accuracy(model, split, config.eps, torch_device, attacks, seed, pgd)
+    result = autoattack_accuracy(model, split, config.eps, torch_device, attacks, seed, pgd, norm=config.norm)
     payload = {
         "run_id": state["run_id"],
         "round": len(state["records"]) - 1,
         "labeled": int(len(state["labeled_indices"])),
         "eps": config.eps,
-        "norm": "Linf",
+        "norm": AUTOATTACK_NORMS[config.norm],
         "pgd_steps": config.eval_steps,
         "version": "standard" if attacks == STANDARD_ATTACKS else "custom",
         **asdict(result),
