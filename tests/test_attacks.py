@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from robustal.attacks import FGSM, PGD
+from robustal.attacks import FGSM, PGD, TradesKL
 from robustal.errors import ConfigError
 from robustal.evaluation import evaluate
 from robustal.runtime import to_float
@@ -20,6 +21,7 @@ ATTACKS = [
     PGD(eps=0.1, step_size=0.02, steps=10),
     PGD(eps=0.1, step_size=0.02, steps=10, random_start=False),
     PGD(eps=1.0, step_size=0.3, steps=5, norm="l2"),
+    TradesKL(eps=0.1, step_size=0.02, steps=10),
 ]
 
 
@@ -91,3 +93,32 @@ def test_zero_eps_returns_the_input(trained_digits_model, batch):
 def test_invalid_attack_parameters_are_rejected(make):
     with pytest.raises(ConfigError):
         make()
+
+
+def _kl_to_clean(model, x, x_adv):
+    """KL(p(x) || p(x_adv)) per sample, the divergence TRADES's attack ascends."""
+    with torch.no_grad():
+        clean, adversarial = F.softmax(model(x), 1), F.log_softmax(model(x_adv), 1)
+        return (clean * (clean.log() - adversarial)).sum(1)
+
+
+@pytest.mark.parametrize("norm, eps, step", [("linf", 0.1, 0.02), ("l2", 1.0, 0.3)])
+def test_trades_kl_attack_raises_the_kl_within_the_ball(trained_digits_model, batch, norm, eps, step):
+    x, y = batch
+    start = TradesKL(eps, step, 0, norm)(trained_digits_model, x, y, torch_generator(0, "t"))
+    x_adv = TradesKL(eps, step, 10, norm)(trained_digits_model, x, y, torch_generator(0, "t"))
+    assert torch.equal(x_adv, TradesKL(eps, step, 10, norm)(trained_digits_model, x, y, torch_generator(0, "t")))
+    delta = (x_adv - x).flatten(1)
+    norms = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert (norms <= eps + 1e-5).all() and x_adv.min() >= 0 and x_adv.max() <= 1
+    # the start is x + 0.001 N(0, 1), almost no divergence; the steps find far more than a
+    # random point on the ball's surface does (a descent would not: it reaches ~0.002 / ~0.02)
+    assert (start - x).abs().max() < 0.01
+    generator = torch_generator(1, "random-direction")
+    direction = torch.randn(x.shape, generator=generator)
+    direction = direction.sign() if norm == "linf" else direction / direction.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    random_point = (x + eps * direction).clamp(0, 1)
+    before, after = _kl_to_clean(trained_digits_model, x, start), _kl_to_clean(trained_digits_model, x, x_adv)
+    random = _kl_to_clean(trained_digits_model, x, random_point)
+    assert before.mean() < 1e-3 and after.mean() > 5 * random.mean()
+    assert (after > random).float().mean() > 0.9

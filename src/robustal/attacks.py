@@ -133,9 +133,13 @@ class PGD(Attack):
         key = ("pgd", self.eps, self.step_size, self.steps, self.norm)
         return current_execution().replay(model, key, functools.partial(self._steps, model), x, x_adv, y)
 
-    def _steps(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _gradient(self, model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The input gradient of the loss the steps ascend (PGD: the summed cross-entropy of labels `target`)."""
+        return _input_gradient(model, x_adv, target)
+
+    def _steps(self, model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         for _ in range(self.steps):
-            gradient = _input_gradient(model, x_adv, y)
+            gradient = self._gradient(model, x_adv, target)
             step = gradient.sign() if self.norm == "linf" else _l2_normalise(gradient)
             x_adv = self._project(x_adv + self.step_size * step, x)
         return x_adv
