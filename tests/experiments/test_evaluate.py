@@ -139,3 +139,17 @@ def test_a_study_with_an_evaluate_section_attacks_every_final_model_as_part_of_t
 def test_a_bad_evaluate_section_is_refused_before_anything_runs(section, message):
     with pytest.raises(ConfigError, match=message):
         StudySpec.from_dict({**tiny_spec(), "evaluate": section})
+
+
+def test_an_l2_run_is_evaluated_by_autoattack_under_l2(tmp_path, digits):
+    # eps 1.0 in L-inf allows any image (robust accuracy 0); in L2 it is a small ball
+    config = make_config(**tiny_settings(epochs=2, norm="l2", eps=1.0, step_size=0.25, test_size=40))
+    run_active_learning(config, tmp_path, dataset=digits)
+    stored, _ = evaluate_run(tmp_path, "apgd-ce", samples=40)
+    assert stored["norm"] == "L2" and stored["eps"] == 1.0
+    assert 0 < stored["robust_accuracy"] <= stored["pgd_robust_accuracy"]  # PGD is L2 too: not stronger than APGD
+    model, _, _ = load_checkpoint(tmp_path)
+    linf = autoattack_accuracy(model, digits.test.subset(slice(0, 40)), 1.0, torch.device("cpu"), ("apgd-ce",), norm="linf")
+    assert linf.robust_accuracy == 0.0
+    with pytest.raises(ConfigError, match="unknown norm 'l1'"):
+        autoattack_accuracy(model, digits.test.subset(slice(0, 4)), 1.0, torch.device("cpu"), norm="l1")
