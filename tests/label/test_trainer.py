@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from label_helpers import CLASSES, TINY, true_label
+from label_helpers import CLASSES, true_label
+from run_helpers import PROJECT
 
 from robustal.acquisition.scoring import entropy
 from robustal.errors import ConfigError
@@ -24,7 +25,7 @@ from robustal.loop import build_learner, read_checkpoint
 @pytest.fixture
 def entropy_project(tmp_path, digits_folder) -> LabelProject:
     folder, _ = digits_folder
-    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(TINY, acquisition="entropy"), validation=10)
+    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(PROJECT, acquisition="entropy"), validation=10)
     yield project
     project.close()
 
