@@ -187,7 +187,7 @@ def test_every_acquisition_function_selects_from_the_candidate_pool(start_run, d
     selected = np.array(row.selected)
     assert row.selected_count == 10 and len(np.unique(selected)) == 10
     assert selected.min() >= 0 and selected.max() < 180
-    assert 0 <= row.robust_accuracy_after <= row.clean_accuracy_after + 0.05
+    assert 0 <= row.robust_accuracy_after <= row.clean_accuracy_after  # robust: correct with and without attack
 
 
 def test_cli_retrains_with_each_function_and_writes_the_table(start_run, digits, tmp_path):
