@@ -1,4 +1,11 @@
-"""Shared fixtures: the data root (../shared/data), small datasets and trained models."""
+"""Shared fixtures: the data root (../shared/data), small datasets and trained models.
+
+Helpers that test files share live in plain modules with unique names, importable from every
+test folder (pyproject's pytest ``pythonpath``): run_helpers (the tiny settings), cli_helpers
+(running the command line), study_helpers, html_tables, and a folder's own (label/label_helpers,
+data/dataset_files). Never ``from conftest import``: that finds whichever conftest.py pytest
+imported last (``pytest tests/data/test_fuzz.py tests/report`` gives tests/report's).
+"""
 
 from __future__ import annotations
 
@@ -18,10 +25,11 @@ torch.set_num_threads(1)  # tests run two at a time (pytest -n 2) on two cores
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The folder holding mnist/ and fashion-mnist/ (``$ROBUSTAL_DATA`` or ../shared/data)."""
+    """The folder holding the official mnist/ and fashion-mnist/ files (``$ROBUSTAL_DATA`` or
+    ../shared/data), for the tests that need the real files; the others use generated ones."""
     root = Path(os.environ.get("ROBUSTAL_DATA", SHARED_DATA))
     if not (root / "mnist").is_dir():
-        pytest.skip(f"MNIST files not found under {root}")
+        pytest.skip(f"needs the official MNIST files, not under {root.resolve()} (set ROBUSTAL_DATA to their folder)")
     return root
 
 

@@ -1,26 +1,16 @@
 """The command line as a user runs it (a subprocess): results on disk, clear errors, exit codes."""
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
-ROBUSTAL = [sys.executable, "-m", "robustal"]
-
-
-def robustal(*args, cwd=None):
-    return subprocess.run([*ROBUSTAL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+from cli_helpers import run_robustal
+from run_helpers import STUDY_RUN, cli_flags
 
 
 def test_run_writes_rounds_config_and_checkpoint(tmp_path):
     out = tmp_path / "run"
-    result = robustal(
-        "run", "--dataset", "digits", "--acquisition", "entropy", "--training", "pgd", "--initial", "40",
-        "--per-round", "40", "--budget", "80", "--epochs", "1", "--eps", "0.1", "--step-size", "0.05",
-        "--train-steps", "2", "--eval-steps", "2", "--test-size", "50", "--validation-size", "50", "--seed", "3",
-        "--out", out,
-    )
+    settings = dict(STUDY_RUN, acquisition="entropy", training="pgd", initial=40, per_round=40, budget=80, seed=3)
+    result = run_robustal("run", *cli_flags(settings), "--out", out)
     assert result.returncode == 0, result.stderr
     assert "final: 80 labels" in result.stdout
     rounds = pd.read_parquet(out / "rounds.parquet")
@@ -40,7 +30,7 @@ def test_run_writes_rounds_config_and_checkpoint(tmp_path):
     ],
 )
 def test_bad_arguments_fail_fast_with_the_valid_choices(tmp_path, args, message):
-    result = robustal("run", "--out", tmp_path / "x", *args)
+    result = run_robustal("run", "--out", tmp_path / "x", *args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -48,7 +38,7 @@ def test_bad_arguments_fail_fast_with_the_valid_choices(tmp_path, args, message)
 
 
 def test_demo_prints_a_table_and_saves_a_learning_curve(tmp_path):
-    result = robustal("demo", "--acquisitions", "random", "--out", tmp_path)
+    result = run_robustal("demo", "--acquisitions", "random", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "robustness %" in result.stdout and "random" in result.stdout
     png = (tmp_path / "learning_curves.png").read_bytes()

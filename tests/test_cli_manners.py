@@ -3,30 +3,23 @@ in ``run --help``, a word on how to resume after Ctrl-C, and a resumed run says 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import click
 import pytest
-from typer.testing import CliRunner
 
-from robustal.cli import SUBCOMMANDS, app, load_subcommand
+from cli_helpers import invoke, run_robustal
+from robustal.cli import SUBCOMMANDS, load_subcommand
 from robustal.config import RunConfig
 from robustal.loop import ActiveLearner
 from robustal.presets import PRESETS
+from run_helpers import cli_flags, tiny_settings
 
 HEAVY = {"torch", "matplotlib", "duckdb", "numba", "pandas"}  # seconds of imports together
-TINY_RUN = [
-    "--dataset", "digits", "--initial", "30", "--per-round", "30", "--budget", "60", "--epochs", "1",
-    "--batch-size", "30", "--eps", "0.1", "--step-size", "0.05", "--train-steps", "1", "--eval-steps", "1",
-    "--validation-size", "60", "--test-size", "60",
-]  # fmt: skip
+# two rounds of 30 labels, one epoch, one PGD step
+RUN_FLAGS = cli_flags(tiny_settings(budget=60, epochs=1, train_steps=1, eval_steps=1))
 
 
 def test_help_imports_no_heavy_library():
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "robustal", "--help"], capture_output=True, text=True, timeout=120
-    )
+    result = run_robustal("--help", python_options=("-X", "importtime"), timeout=120)
     assert result.returncode == 0, result.stderr
     assert all(name in result.stdout for name in SUBCOMMANDS)
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
@@ -64,7 +57,7 @@ def test_run_help_shows_every_default_and_what_a_preset_or_the_dataset_decides()
 
 
 def invoke_run(out, *extra):
-    result = CliRunner().invoke(app, ["run", *TINY_RUN, "--out", str(out), *extra])
+    result = invoke("run", *RUN_FLAGS, "--out", out, *extra)
     return result, " ".join(result.output.split())
 
 

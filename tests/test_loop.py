@@ -10,11 +10,19 @@ from robustal.acquisition import build_acquisition
 from robustal.config import make_config
 from robustal.errors import ConfigError
 from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, build_learner, load_checkpoint, run_active_learning
+from robustal.rundir import round_checkpoint_name
 
 
 @pytest.fixture(scope="module")
-def entropy_run(digits):
-    return run_active_learning(make_config(**tiny_settings(acquisition="entropy")), dataset=digits)
+def entropy_run_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("entropy-run")
+
+
+@pytest.fixture(scope="module")
+def entropy_run(digits, entropy_run_dir):
+    """3 rounds of entropy selection, written to `entropy_run_dir` with every round's checkpoint."""
+    config = make_config(**tiny_settings(acquisition="entropy", keep_round_checkpoints=True))
+    return run_active_learning(config, entropy_run_dir, dataset=digits)
 
 
 def test_rounds_label_per_round_until_budget_without_relabeling(entropy_run, digits):
@@ -30,7 +38,7 @@ def test_rounds_label_per_round_until_budget_without_relabeling(entropy_run, dig
     assert np.array_equal(learner.labels[selected], digits.train.labels[selected].numpy())
     for record in records:
         assert 0 <= record.clean_accuracy <= 1 and 0 <= record.robust_accuracy <= 1
-        assert record.robust_accuracy <= record.clean_accuracy + 0.05
+        assert record.robust_accuracy <= record.clean_accuracy  # robust: correct with and without attack
         assert record.train_seconds > 0 and record.eval_seconds > 0
 
 
@@ -39,22 +47,24 @@ def test_last_round_takes_only_what_is_left_of_the_budget(digits):
     assert [r.labeled for r in result.records] == [30, 60, 80]
 
 
-def test_entropy_selects_the_most_uncertain_pool_samples(digits):
-    from robustal.acquisition.scoring import entropy
-
-    learner, _ = build_learner(make_config(**tiny_settings(acquisition="entropy", epochs=1)), digits)
-    initial = np.arange(0, 300, 10)
-    learner.teach(initial, digits.train.labels[initial].numpy())
-    learner.fit()
-    pool = learner.pool_indices
-    entropies = entropy(learner.probabilities(pool)).numpy()
-    chosen = learner.query(20)
-    # the 20 chosen are the pool's 20 highest entropies (ties aside: every chosen one is at least
-    # as uncertain as every one left in the pool)
-    chosen_entropies = entropies[np.searchsorted(pool, chosen)]
-    left = np.delete(entropies, np.searchsorted(pool, chosen))
-    assert chosen_entropies.min() >= left.max() - 1e-6
-    assert not np.isin(chosen, initial).any()
+def test_entropy_selects_the_most_uncertain_pool_samples(entropy_run, entropy_run_dir, digits):
+    """Round r's selection is the pool's highest-entropy samples under the model that selected
+    them: round r - 1's kept checkpoint, its entropies computed here from the model's outputs."""
+    records = entropy_run.records
+    for round_number in (1, 2):
+        model, _, _ = load_checkpoint(entropy_run_dir / round_checkpoint_name(round_number - 1))
+        labeled = np.concatenate([record.selected for record in records[:round_number]])
+        pool = np.setdiff1d(np.arange(len(digits.train)), labeled)
+        with torch.no_grad():
+            log_p = torch.log_softmax(model.eval()(digits.train.images[pool].float() / 255).double(), dim=1)
+        entropies = -(log_p.exp() * log_p).sum(dim=1).numpy()
+        chosen = np.isin(pool, records[round_number].selected)
+        assert chosen.sum() == len(records[round_number].selected) == 30  # every selected one was in the pool
+        # the 30 chosen are the 30 highest entropies (ties aside: every chosen one is at least as
+        # uncertain as every one left in the pool). After 2 epochs on 30 labels every entropy is
+        # near log(10) (the pool's top 10% spans about 1e-4), so the tolerance covers float noise
+        # only: the next round's model misranks these samples by far more (about 5e-4).
+        assert entropies[chosen].min() >= entropies[~chosen].max() - 1e-6
 
 
 def test_same_seed_same_selections_and_metrics(digits):

@@ -2,13 +2,12 @@
 permission) are one clear line naming the path, before any compute, in every command."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from experiments.study_helpers import tiny_spec, write_spec  # tests/experiments/study_helpers.py
-from robustal.cli import main
+from cli_helpers import main_refuses
+from study_helpers import tiny_spec, write_spec
 from robustal.outputs import check_output_file, prepare_output_dir
 
 
@@ -48,11 +47,8 @@ def test_unwritable_outputs_are_one_clear_line_before_any_compute(tmp_path, monk
         "spec": write_spec(tmp_path / "spec.yaml", tiny_spec()),
     }
     names["file"].write_text("not a folder")
-    monkeypatch.setattr(sys, "argv", ["robustal", *(arg.format(**names) for arg in args)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    assert message.format(**names) in " ".join(capsys.readouterr().err.split())
+    _, error = main_refuses(monkeypatch, capsys, *(arg.format(**names) for arg in args))
+    assert message.format(**names) in error
     assert names["file"].read_text() == "not a folder"
 
 

@@ -1,15 +1,13 @@
 """Test selection for retraining: split hygiene, budgets, the robustness gain, resume, the CLI."""
 
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from cli_helpers import run_robustal
 from robustal.acquisition import available_acquisitions
 from robustal.config import make_config
 from robustal.errors import ConfigError, DataError
@@ -24,23 +22,22 @@ from robustal.retraining import (
     run_retraining,
     split_for_retraining,
 )
+from run_helpers import RETRAIN, cli_flags
 
-# Fine-tuning settings small enough for one CPU core; eps 0.2 on 8x8 digits.
-FAST = dict(epochs=1, train_steps=2, eval_steps=3, validation_size=60, evaluation_size=90)
+# A model trained *normally* on 300 random digits (about 93% accurate, about 10% robust at eps 0.2).
+STANDARD_START = dict(
+    dataset="digits", training="standard", initial=300, per_round=300, budget=300, epochs=10, batch_size=50,
+    eps=0.2, step_size=0.05, train_steps=5, eval_steps=10, validation_size=100, test_size=100,
+)  # fmt: skip
 METRICS = ["budget", "selected_count", "clean_accuracy_before", "robust_accuracy_before",
            "clean_accuracy_after", "robust_accuracy_after", "robust_gain", "best_epoch", "validation_score"]
 
 
 @pytest.fixture(scope="module")
 def start_run(tmp_path_factory, digits):
-    """A real checkpoint: small_cnn trained *normally* on 300 random digits (about 93% accurate,
-    about 10% robust at eps 0.2)."""
+    """A real checkpoint: small_cnn of `STANDARD_START`."""
     out = tmp_path_factory.mktemp("start")
-    config = make_config(
-        dataset="digits", training="standard", initial=300, per_round=300, budget=300, epochs=10, batch_size=50,
-        eps=0.2, step_size=0.05, train_steps=5, eval_steps=10, validation_size=100, test_size=100,
-    )
-    run_active_learning(config, out, dataset=digits)
+    run_active_learning(make_config(**STANDARD_START), out, dataset=digits)
     return out
 
 
@@ -61,14 +58,14 @@ def test_split_for_retraining_is_disjoint_and_covers_the_test_split():
 
 
 def test_retraining_data_is_the_model_training_data_plus_the_selected_candidates(start_run, digits):
-    config = make_retrain_config(checkpoint=str(start_run), acquisition="entropy", budgets="30", **FAST)
+    config = make_retrain_config(checkpoint=str(start_run), acquisition="entropy", budgets="30", **RETRAIN)
     problem = load_problem(config, digits)
     _, _, state = load_checkpoint(start_run)
     split = problem.split
     assert np.array_equal(split.labeled_indices, state["labeled_indices"].numpy()) and len(split.labeled_indices) == 300
     # the candidate pool and the evaluation split are disjoint parts of the test split
     assert len(np.intersect1d(split.candidate_indices, split.evaluation_indices)) == 0
-    assert len(split.candidate_indices) == 180 and len(split.evaluation_indices) == 90
+    assert len(split.candidate_indices) == 180 and len(split.evaluation_indices) == RETRAIN["evaluation_size"]
     assert torch.equal(problem.dataset.test.images, digits.test.images[torch.as_tensor(split.evaluation_indices)])
 
     record, learner = retrain_budget(problem, 30, Metrics(0.0, 0.0))
@@ -160,18 +157,14 @@ def test_adversarial_fine_tuning_raises_robust_accuracy_of_a_standard_model(star
 def test_fine_tuning_is_adversarial_also_from_a_run_with_the_paper_warm_up(digits, tmp_path):
     # a source run of the paper preset trained round 0 with standard training (warm_up): the
     # fine-tune, one fit of a new learner, must not take that for its own warm-up
-    config = make_config(
-        dataset="digits", training="standard", warm_up="standard", initial=300, per_round=300, budget=300, epochs=10,
-        batch_size=50, eps=0.2, step_size=0.05, train_steps=5, eval_steps=10, validation_size=100, test_size=100,
-    )  # fmt: skip
-    run_active_learning(config, tmp_path, dataset=digits)
+    run_active_learning(make_config(**STANDARD_START, warm_up="standard"), tmp_path, dataset=digits)
     settings = dict(checkpoint=str(tmp_path), acquisition="random", budgets="90", epochs=4, validation_size=100)
     row = run_retraining(make_retrain_config(**settings), dataset=digits).iloc[0]
     assert row.robust_accuracy_after > row.robust_accuracy_before + 0.15
 
 
 def test_resume_skips_finished_budgets_and_gives_the_numbers_of_one_run(start_run, digits, tmp_path):
-    config = make_retrain_config(checkpoint=str(start_run), acquisition="random", budgets="20,40", **FAST)
+    config = make_retrain_config(checkpoint=str(start_run), acquisition="random", budgets="20,40", **RETRAIN)
     reference = run_retraining(config, dataset=digits)
     first = run_retraining(config.model_copy(update={"budgets": ("20",)}), tmp_path, dataset=digits)
     ran = []
@@ -189,27 +182,19 @@ def test_resume_skips_finished_budgets_and_gives_the_numbers_of_one_run(start_ru
 
 @pytest.mark.parametrize("acquisition", available_acquisitions())
 def test_every_acquisition_function_selects_from_the_candidate_pool(start_run, digits, acquisition):
-    config = make_retrain_config(checkpoint=str(start_run), acquisition=acquisition, budgets="10", **FAST)
+    config = make_retrain_config(checkpoint=str(start_run), acquisition=acquisition, budgets="10", **RETRAIN)
     row = run_retraining(config, dataset=digits).iloc[0]
     selected = np.array(row.selected)
     assert row.selected_count == 10 and len(np.unique(selected)) == 10
     assert selected.min() >= 0 and selected.max() < 180
-    assert 0 <= row.robust_accuracy_after <= row.clean_accuracy_after + 0.05
-
-
-def robustal(*args):
-    # one thread, like the test process (conftest): float sums, hence metrics, depend on the thread count
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "robustal", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert 0 <= row.robust_accuracy_after <= row.clean_accuracy_after  # robust: correct with and without attack
 
 
 def test_cli_retrains_with_each_function_and_writes_the_table(start_run, digits, tmp_path):
-    result = robustal(
+    result = run_robustal(
         "retrain", "--checkpoint", start_run / "checkpoint.pt", "--acquisition", "random,entropy", "--budgets", "10%,30",
-        "--epochs", "1", "--train-steps", "2", "--eval-steps", "3", "--validation-size", "60", "--evaluation-size", "90",
-        "--seed", "2", "--out", tmp_path,
-    )
+        *cli_flags(RETRAIN), "--seed", "2", "--out", tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "robustness gain over the starting model" in result.stdout
     tables = {name: pd.read_parquet(tmp_path / name / RESULTS_FILE) for name in ("random", "entropy")}
@@ -221,11 +206,11 @@ def test_cli_retrains_with_each_function_and_writes_the_table(start_run, digits,
     assert tables["random"]["robust_accuracy_before"].tolist() == tables["entropy"]["robust_accuracy_before"].tolist()
     # the command gives the library's numbers
     library = run_retraining(
-        make_retrain_config(checkpoint=str(start_run), acquisition="entropy", budgets="10%,30", seed=2, **FAST), dataset=digits
+        make_retrain_config(checkpoint=str(start_run), acquisition="entropy", budgets="10%,30", seed=2, **RETRAIN), dataset=digits
     )
     pd.testing.assert_frame_equal(tables["entropy"][METRICS], library[METRICS])
 
-    failed = robustal("retrain", "--checkpoint", start_run, "--budgets", "500", "--out", tmp_path / "x")
+    failed = run_robustal("retrain", "--checkpoint", start_run, "--budgets", "500", "--out", tmp_path / "x")
     assert failed.returncode == 2 and "budget 500 exceeds the 180 candidates" in failed.stderr
     assert "Traceback" not in failed.stderr and not (tmp_path / "x" / "dre" / RESULTS_FILE).exists()
 
@@ -234,7 +219,7 @@ def test_a_relative_checkpoint_is_read_from_root_and_keeps_its_id(start_run, dig
     # a study stores `runs/<run id>` relative to its directory, so that the directory can move
     moved = tmp_path / "study"
     shutil.copytree(start_run, moved / "runs" / "source")
-    config = make_retrain_config(checkpoint="runs/source", acquisition="random", budgets="10", **FAST)
+    config = make_retrain_config(checkpoint="runs/source", acquisition="random", budgets="10", **RETRAIN)
     table = run_retraining(config, tmp_path / "out", dataset=digits, root=moved)
     assert table["run_id"].iloc[0] == config.run_id() and list(table["budget"]) == [10]
     with pytest.raises(ConfigError, match="no checkpoint at runs/source"):

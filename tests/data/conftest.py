@@ -1,23 +1,22 @@
-"""Fixtures for the data tests: small SVHN / CIFAR-10 files in their real formats, and a local
-HTTP server (127.0.0.1 only) that the download tests fetch from."""
+"""Fixtures for the data tests: small MNIST / SVHN / CIFAR-10 files in their real formats (written
+by dataset_files.py), and a local HTTP server (127.0.0.1 only) that the download tests fetch from."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import pickle
-import tarfile
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 import scipy.io
 
+from dataset_files import cifar_batches, content_sha256, svhn_arrays, write_cifar_archive, write_idx_dataset
+from robustal.data.mnist import IDX_SHA256
+
 SVHN_TRAIN, SVHN_TEST = 12, 8
-CIFAR_PER_BATCH, CIFAR_TEST = 4, 6
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -49,12 +48,15 @@ def http_server(monkeypatch):
     return serve
 
 
-def svhn_arrays(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random SVHN-format arrays: X uint8 (32, 32, 3, count), y (count, 1) in 1..10 (10 = digit 0)."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (32, 32, 3, count), dtype=np.uint8)
-    labels = (np.arange(count) % 10 + 1).astype(np.uint8).reshape(-1, 1)  # 1..10, every class
-    return images, labels
+@pytest.fixture
+def idx_root(tmp_path, monkeypatch) -> Path:
+    """A data root with small generated ``mnist/`` and ``fashion-mnist/`` files in the official
+    format (gzip'd IDX, the original names), and robustal's table of content checksums
+    (`IDX_SHA256`) set to theirs for the test: robustal takes them for the real files."""
+    root = tmp_path / "idx-root"
+    for seed, name in enumerate(list(IDX_SHA256)):
+        monkeypatch.setitem(IDX_SHA256, name, content_sha256(write_idx_dataset(root / name, seed)))
+    return root
 
 
 @pytest.fixture
@@ -67,32 +69,6 @@ def svhn_root(tmp_path) -> tuple[Path, dict]:
     for split, (images, labels) in arrays.items():
         scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": images, "y": labels})
     return tmp_path, arrays
-
-
-def cifar_batch(count: int, seed: int) -> dict:
-    """A CIFAR-10 python batch: dict with b'data' uint8 (count, 3072), b'labels' list of ints."""
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": f"batch {seed}".encode(),
-        b"labels": [int(label) for label in rng.integers(0, 10, count)],
-        b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-        b"filenames": [f"image_{seed}_{index}.png".encode() for index in range(count)],
-    }
-
-
-def cifar_batches() -> dict[str, dict]:
-    batches = {f"data_batch_{index}": cifar_batch(CIFAR_PER_BATCH, index) for index in range(1, 6)}
-    batches["test_batch"] = cifar_batch(CIFAR_TEST, 6)
-    return batches
-
-
-def write_cifar_archive(path: Path, contents: dict[str, bytes]) -> None:
-    """A ``cifar-10-python.tar.gz`` holding ``cifar-10-batches-py/<name>`` for each entry."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, content in contents.items():
-            member = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            member.size = len(content)
-            tar.addfile(member, io.BytesIO(content))
 
 
 @pytest.fixture
@@ -119,9 +95,3 @@ def cifar_archive_root(tmp_path, cifar_files) -> Path:
     folder.mkdir(parents=True)
     write_cifar_archive(folder / "cifar-10-python.tar.gz", cifar_files[1])
     return tmp_path / "archive-root"
-
-
-@pytest.fixture
-def write_archive():
-    """`write_cifar_archive(path, {name: bytes})`, for tests that build their own archive."""
-    return write_cifar_archive

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dataset_files import write_cifar_archive
 from robustal.data import dataset_info, load_dataset
 from robustal.errors import DataError
 
@@ -45,10 +46,10 @@ def test_missing_files_say_how_to_get_them(tmp_path):
         load_dataset("cifar10", data_root=tmp_path)
 
 
-def test_archive_without_a_batch(tmp_path, cifar_files, write_archive):
+def test_archive_without_a_batch(tmp_path, cifar_files):
     archive = tmp_path / "cifar10" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
-    write_archive(archive, {name: content for name, content in cifar_files[1].items() if name != "data_batch_3"})
+    write_cifar_archive(archive, {name: content for name, content in cifar_files[1].items() if name != "data_batch_3"})
     with pytest.raises(DataError, match=rf"{archive}: the archive lacks data_batch_3"):
         load_dataset("cifar10", data_root=tmp_path)
 

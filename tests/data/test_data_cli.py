@@ -3,15 +3,16 @@
 import shutil
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_helpers import invoke as invoke_app
+from dataset_files import damaged
 from robustal.cli.data import data_app
 from robustal.data.download import DOWNLOADS, RemoteFile, dataset_status, file_md5
 from robustal.errors import DataError
 
 
 def invoke(*args):
-    return CliRunner().invoke(data_app, [str(arg) for arg in args], terminal_width=250)
+    return invoke_app(*args, app=data_app, terminal_width=250)
 
 
 def rows(output: str) -> dict[str, str]:
@@ -24,8 +25,8 @@ def rows(output: str) -> dict[str, str]:
     return found
 
 
-def test_list_states(data_root, svhn_root):
-    result = invoke("list", "--data-root", data_root)
+def test_list_states(idx_root, svhn_root):
+    result = invoke("list", "--data-root", idx_root)
     assert result.exit_code == 0, result.output
     assert rows(result.output) == {
         "cifar10": "missing", "digits": "present", "fashion-mnist": "verified", "mnist": "verified", "svhn": "missing",
@@ -34,19 +35,11 @@ def test_list_states(data_root, svhn_root):
     assert rows(invoke("list", "--data-root", root).output)["svhn"] == "present"
 
 
-def damaged_copy(source, target, position=100):
-    """`source` written to `target` with its byte at `position` flipped (at 100 in MNIST's
-    train labels .gz: a damaged deflate stream, zlib.error)."""
-    content = bytearray(source.read_bytes())
-    content[position] ^= 0xFF
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(bytes(content))
-
-
-def test_list_reports_damaged_files_as_corrupt(data_root, svhn_root, cifar_archive_root):
+def test_list_reports_damaged_files_as_corrupt(idx_root, svhn_root, cifar_archive_root):
     root, _ = svhn_root
-    shutil.copytree(data_root / "mnist", root / "mnist", copy_function=shutil.copyfile)  # writable copies
-    damaged_copy(data_root / "mnist" / "train-labels-idx1-ubyte.gz", root / "mnist" / "train-labels-idx1-ubyte.gz")
+    shutil.copytree(idx_root / "mnist", root / "mnist")
+    labels = root / "mnist" / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(damaged(labels.read_bytes()))
     mat = root / "svhn" / "test_32x32.mat"
     mat.write_bytes(mat.read_bytes()[:-100])
     archive = cifar_archive_root / "cifar10" / "cifar-10-python.tar.gz"

@@ -1,5 +1,7 @@
-"""Verified downloads through the real code path, from a local HTTP server on 127.0.0.1:
-../shared/data as the good copy, a deliberately corrupted copy, and `data list` states."""
+"""Verified downloads through the real code path, from a local HTTP server on 127.0.0.1: small
+generated MNIST files in the official format as the good copy (`idx_root`: robustal's checksum
+table holds theirs), a deliberately corrupted copy, and `data list` states. Only the check that
+the table's checksums are the real files' needs the real files (../shared/data)."""
 
 import hashlib
 import os
@@ -16,14 +18,16 @@ from robustal.data.download import DOWNLOADS, RemoteFile, dataset_status, downlo
 from robustal.data.idx import write_idx
 from robustal.errors import ConfigError, DataError
 
+from dataset_files import damaged
+
 LABELS = "train-labels-idx1-ubyte.gz"
 
 
-def local_files(data_root, base_url, names=None):
-    """The MNIST table entries served from `base_url`, with the true md5 of the local copies
-    (recompressed, so their md5 differs from the official .gz files)."""
+def local_files(root, base_url, names=None):
+    """The MNIST table entries served from `base_url`, with the md5 of the files under
+    `root` (not the official .gz files: the published md5 is not theirs)."""
     return [
-        RemoteFile(remote.filename, (f"{base_url}/mnist/{remote.filename}",), file_md5(data_root / "mnist" / remote.filename))
+        RemoteFile(remote.filename, (f"{base_url}/mnist/{remote.filename}",), file_md5(root / "mnist" / remote.filename))
         for remote in DOWNLOADS["mnist"]
         if names is None or remote.filename in names
     ]
@@ -40,64 +44,61 @@ def test_table_lists_the_published_checksums():
     assert len(DOWNLOADS["fashion-mnist"]) == 4
 
 
-def test_download_verifies_and_renames(data_root, http_server, tmp_path):
-    with http_server(data_root) as url:
-        paths = download_dataset("mnist", tmp_path, files=local_files(data_root, url))
+def test_download_verifies_and_renames(idx_root, http_server, tmp_path):
+    with http_server(idx_root) as url:
+        paths = download_dataset("mnist", tmp_path, files=local_files(idx_root, url))
     assert sorted(path.name for path in (tmp_path / "mnist").iterdir()) == sorted(remote.filename for remote in DOWNLOADS["mnist"])
-    assert all(path.read_bytes() == (data_root / "mnist" / path.name).read_bytes() for path in paths)
+    assert all(path.read_bytes() == (idx_root / "mnist" / path.name).read_bytes() for path in paths)
     assert dataset_status("mnist", tmp_path).state == "verified"
 
 
-def test_corrupted_download_is_deleted_and_names_url_and_checksum(data_root, http_server, tmp_path):
+def test_corrupted_download_is_deleted_and_names_url_and_checksum(idx_root, http_server, tmp_path):
     corrupted = tmp_path / "corrupted"
     (corrupted / "mnist").mkdir(parents=True)
-    content = bytearray((data_root / "mnist" / LABELS).read_bytes())
-    content[len(content) // 2] ^= 0xFF
-    (corrupted / "mnist" / LABELS).write_bytes(bytes(content))
+    content = damaged((idx_root / "mnist" / LABELS).read_bytes())
+    (corrupted / "mnist" / LABELS).write_bytes(content)
     target = tmp_path / "root"
     with http_server(corrupted) as url:
-        (remote,) = local_files(data_root, url, {LABELS})
+        (remote,) = local_files(idx_root, url, {LABELS})
         with pytest.raises(DataError) as error:
             download_dataset("mnist", target, files=[remote])
     message = str(error.value)
     assert remote.urls[0] in message and f"expected {remote.md5}" in message
-    assert f"md5 of the downloaded file is {hashlib.md5(bytes(content)).hexdigest()}" in message
+    assert f"md5 of the downloaded file is {hashlib.md5(content).hexdigest()}" in message
     assert list((target / "mnist").iterdir()) == []  # no partial file, nothing under the final name
 
 
-def test_a_damaged_file_in_the_data_root_is_downloaded_again(data_root, http_server, tmp_path):
-    content = bytearray((data_root / "mnist" / LABELS).read_bytes())
-    content[100] ^= 0xFF  # a damaged deflate stream: zlib.error when decompressed
+def test_a_damaged_file_in_the_data_root_is_downloaded_again(idx_root, http_server, tmp_path):
     (tmp_path / "mnist").mkdir()
-    (tmp_path / "mnist" / LABELS).write_bytes(bytes(content))
-    with http_server(data_root) as url:
-        (path,) = download_dataset("mnist", tmp_path, files=local_files(data_root, url, {LABELS}))
-    assert path.read_bytes() == (data_root / "mnist" / LABELS).read_bytes()
+    (tmp_path / "mnist" / LABELS).write_bytes(damaged((idx_root / "mnist" / LABELS).read_bytes()))  # cannot be decompressed
+    with http_server(idx_root) as url:
+        (path,) = download_dataset("mnist", tmp_path, files=local_files(idx_root, url, {LABELS}))
+    assert path.read_bytes() == (idx_root / "mnist" / LABELS).read_bytes()
 
 
-def test_downloaded_files_are_readable_like_any_other(data_root, http_server, tmp_path):
+def test_downloaded_files_are_readable_like_any_other(idx_root, http_server, tmp_path):
     previous = os.umask(0o022)
     try:
-        with http_server(data_root) as url:
-            (path,) = download_dataset("mnist", tmp_path, files=local_files(data_root, url, {LABELS}))
+        with http_server(idx_root) as url:
+            (path,) = download_dataset("mnist", tmp_path, files=local_files(idx_root, url, {LABELS}))
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not the 0o600 of a temporary file
 
 
-def test_a_download_larger_than_its_cap_is_stopped(data_root, http_server, tmp_path):
-    with http_server(data_root) as url:
-        (remote,) = local_files(data_root, url, {LABELS})
-        with pytest.raises(DataError, match=rf"{remote.urls[0]}: the server sends more than 1000 bytes"):
-            download_dataset("mnist", tmp_path, files=[replace(remote, max_bytes=1000)])
+def test_a_download_larger_than_its_cap_is_stopped(idx_root, http_server, tmp_path):
+    with http_server(idx_root) as url:
+        (remote,) = local_files(idx_root, url, {LABELS})
+        with pytest.raises(DataError, match=rf"{remote.urls[0]}: the server sends more than 20 bytes"):
+            download_dataset("mnist", tmp_path, files=[replace(remote, max_bytes=20)])
     assert list((tmp_path / "mnist").iterdir()) == []
     assert all(remote.max_bytes == download.MAX_DOWNLOAD_BYTES for remote in DOWNLOADS["svhn"])
 
 
-def test_official_checksums_reject_recompressed_copies(data_root, http_server, tmp_path):
-    """The real table's md5 of the official .gz: the recompressed local copy fails it."""
+def test_the_published_checksum_rejects_any_other_copy(idx_root, http_server, tmp_path):
+    """The real table's md5 of the official .gz: any other file (here a generated one) fails it."""
     (official,) = [remote for remote in DOWNLOADS["mnist"] if remote.filename == LABELS]
-    with http_server(data_root) as url:
+    with http_server(idx_root) as url:
         served = RemoteFile(LABELS, (f"{url}/mnist/{LABELS}",), official.md5)
         with pytest.raises(DataError, match=f"expected {official.md5} \\(the published checksum\\)"):
             download_dataset("mnist", tmp_path, files=[served])
@@ -112,10 +113,10 @@ def test_missing_file_on_the_server(http_server, tmp_path):
     assert list((tmp_path / "root" / "svhn").iterdir()) == []
 
 
-def test_mirror_is_tried_first_then_the_next_url(data_root, http_server, tmp_path):
-    (remote,) = local_files(data_root, "http://unused", {LABELS})
+def test_mirror_is_tried_first_then_the_next_url(idx_root, http_server, tmp_path):
+    (remote,) = local_files(idx_root, "http://unused", {LABELS})
     (tmp_path / "empty").mkdir()
-    with http_server(data_root) as good, http_server(tmp_path / "empty") as bad:
+    with http_server(idx_root) as good, http_server(tmp_path / "empty") as bad:
         fallback = RemoteFile(LABELS, (f"{good}/mnist/{LABELS}",), remote.md5)
         download_dataset("mnist", tmp_path / "a", files=[fallback], mirror=bad)  # mirror 404s, own URL works
         only_mirror = RemoteFile(LABELS, (f"{bad}/mnist/{LABELS}",), remote.md5)
@@ -123,18 +124,18 @@ def test_mirror_is_tried_first_then_the_next_url(data_root, http_server, tmp_pat
         with pytest.raises(DataError, match=rf"could not download {LABELS}: {bad}/mnist/{LABELS}: .*404.* \| {bad}/mnist/{LABELS}"):
             download_dataset("mnist", tmp_path / "c", files=[only_mirror], mirror=bad)
     for folder in ("a", "b"):
-        assert (tmp_path / folder / "mnist" / LABELS).read_bytes() == (data_root / "mnist" / LABELS).read_bytes()
+        assert (tmp_path / folder / "mnist" / LABELS).read_bytes() == (idx_root / "mnist" / LABELS).read_bytes()
 
 
-def test_verified_files_are_not_downloaded_again(data_root, tmp_path):
+def test_verified_files_are_not_downloaded_again(idx_root, tmp_path):
     (tmp_path / "mnist").mkdir()
-    shutil.copy(data_root / "mnist" / LABELS, tmp_path / "mnist" / LABELS)
+    shutil.copy(idx_root / "mnist" / LABELS, tmp_path / "mnist" / LABELS)
     dead = RemoteFile(LABELS, ("http://127.0.0.1:9/unreachable",), DOWNLOADS["mnist"][1].md5)
     # the official md5 differs, but the decompressed content is verified: nothing to fetch
     assert download_dataset("mnist", tmp_path, files=[dead], timeout=5) == [tmp_path / "mnist" / LABELS]
     with pytest.raises(DataError, match="unreachable: download failed"):
         download_dataset("mnist", tmp_path, files=[dead], force=True, timeout=5)
-    assert (tmp_path / "mnist" / LABELS).read_bytes() == (data_root / "mnist" / LABELS).read_bytes()
+    assert (tmp_path / "mnist" / LABELS).read_bytes() == (idx_root / "mnist" / LABELS).read_bytes()
 
 
 def test_unknown_and_bundled_datasets_are_refused(tmp_path):
@@ -144,16 +145,22 @@ def test_unknown_and_bundled_datasets_are_refused(tmp_path):
         download_dataset("digits", tmp_path)
 
 
-def test_status_of_idx_datasets(data_root, tmp_path):
+def test_the_checksum_table_is_the_real_files_content(data_root):
+    """The real files (../shared/data) are verified: the table holds the sha256 of their content."""
     assert dataset_status("mnist", data_root).state == "verified"
     assert dataset_status("fashion-mnist", data_root).state == "verified"
+
+
+def test_status_of_idx_datasets(idx_root, tmp_path):
+    assert dataset_status("mnist", idx_root).state == "verified"
+    assert dataset_status("fashion-mnist", idx_root).state == "verified"
     missing = dataset_status("mnist", tmp_path)
     assert missing.state == "missing" and "train-images-idx3-ubyte.gz" in missing.detail
     (tmp_path / "mnist").mkdir()
     for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
         write_idx(tmp_path / "mnist" / f"{stem}.gz", np.zeros((2, 28, 28), np.uint8))  # valid IDX, other content
     for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
-        shutil.copy(data_root / "mnist" / f"{stem}.gz", tmp_path / "mnist")
+        shutil.copy(idx_root / "mnist" / f"{stem}.gz", tmp_path / "mnist")
     present = dataset_status("mnist", tmp_path)
     assert present.state == "present"
     assert "differs from the original: train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz" in present.detail

@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from robustal.cli import app
+from cli_helpers import invoke
 from robustal.cli.data import data_app
 from robustal.config import make_config
 from robustal.data import available_datasets, dataset_info, image_cache, load_dataset
 from robustal.data.image_cache import INDEX_FILE, SPLITS, SkippedImagesWarning
 from robustal.data.images import decode_image
 from robustal.errors import ConfigError, DataError
+from run_helpers import QUICK, cli_flags
 
 CLASSES = ("ant", "mole", "zebra")  # created in another order: labels follow the sorted names
 PER_CLASS = 12
@@ -332,7 +332,7 @@ def test_names_in_the_registry_and_the_run_settings(images):
 
 def test_data_list_ignores_the_image_cache(images, tmp_path):
     load(f"folder:{images}", tmp_path / "root")
-    result = CliRunner().invoke(data_app, ["list", "--data-root", str(tmp_path / "root")], terminal_width=250)
+    result = invoke("list", "--data-root", tmp_path / "root", app=data_app, terminal_width=250)
     assert result.exit_code == 0, result.output
     assert "image-cache" not in result.output and "digits" in result.output
 
@@ -340,12 +340,11 @@ def test_data_list_ignores_the_image_cache(images, tmp_path):
 @pytest.mark.filterwarnings("ignore::robustal.data.image_cache.SkippedImagesWarning")  # the corrupt file and the copy
 def test_a_run_on_a_folder(images, tmp_path):
     out = tmp_path / "run"
-    settings = [
-        "--dataset", f"folder:{images}", "--image-size", str(SIZE), "--model", "small_cnn", "--initial", "8",
-        "--per-round", "8", "--budget", "16", "--epochs", "1", "--batch-size", "8", "--eps", "0.1", "--step-size",
-        "0.05", "--train-steps", "1", "--eval-steps", "1", "--data-root", str(tmp_path / "root"), "--out", str(out),
-    ]  # fmt: skip
-    result = CliRunner().invoke(app, ["run", *settings])
+    settings = dict(
+        QUICK, dataset=f"folder:{images}", image_size=SIZE, model="small_cnn", initial=8, per_round=8, budget=16,
+        batch_size=8, train_steps=1, eval_steps=1, data_root=tmp_path / "root",
+    )  # fmt: skip
+    result = invoke("run", *cli_flags(settings), "--out", out)
     assert result.exit_code == 0, result.output
     rounds = pd.read_parquet(out / "rounds.parquet")
     assert list(rounds["labeled"]) == [8, 16]

@@ -19,12 +19,12 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import cifar_batches, svhn_arrays, write_cifar_archive
+from dataset_files import cifar_batches, svhn_arrays, write_cifar_archive, write_idx_dataset
 from run_helpers import tiny_settings
 from robustal.config import make_config
 from robustal.data import load_dataset
 from robustal.data.download import dataset_status, decode_file
-from robustal.data.idx import load_idx, write_idx
+from robustal.data.idx import load_idx
 from robustal.errors import DataError, RobustALError
 from robustal.experiments import store
 from robustal.experiments.spec import load_study_spec
@@ -90,14 +90,9 @@ def assert_most_refused(refused: int, readers: int = 1) -> None:
 @pytest.mark.parametrize("compress", [True, False])
 def test_idx_files(tmp_path, compress):
     """Small MNIST-format files (not the real ones: the fuzz must not depend on ../shared)."""
-    rng = np.random.default_rng(0)
-    suffix = ".gz" if compress else ""
     root = tmp_path / "root"
-    (root / "mnist").mkdir(parents=True)
-    for prefix, count in (("train", 12), ("t10k", 6)):
-        write_idx(root / "mnist" / f"{prefix}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (count, 28, 28)), compress)
-        write_idx(root / "mnist" / f"{prefix}-labels-idx1-ubyte{suffix}", np.arange(count) % 10, compress)
-    images, labels = root / "mnist" / f"train-images-idx3-ubyte{suffix}", root / "mnist" / f"t10k-labels-idx1-ubyte{suffix}"
+    files = write_idx_dataset(root / "mnist", compress=compress)
+    images, labels = files["train-images-idx3-ubyte"], files["t10k-labels-idx1-ubyte"]
 
     def read_images():
         return load_idx(images, 3)

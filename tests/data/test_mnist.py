@@ -1,10 +1,12 @@
-"""MNIST and Fashion-MNIST from the original files in ../shared/data (the paper's split)."""
+"""MNIST and Fashion-MNIST from the original files in ../shared/data (the paper's split), and the
+same reading, split and resizing of small generated files in their format."""
 
 import numpy as np
 import pytest
 import torch
 
-from robustal.data import dataset_info, load_dataset
+from robustal.data import dataset_info, load_dataset, mnist as mnist_module
+from robustal.data.idx import load_idx
 
 # label counts from ../shared/data/README.md
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -49,3 +51,19 @@ def test_fashion_mnist_is_balanced(data_root):
         fashion.test.labels.numpy(), minlength=10
     )
     assert test_counts.tolist() == [1000] * 10
+
+
+def test_files_in_the_official_format_load_split_and_resized(idx_root, monkeypatch):
+    """Generated IDX files (12 train, 6 test images): train as written, the first 3 test images
+    for validation (5,000 of the real ones), the rest for test; resized to 32 by default."""
+    monkeypatch.setattr(mnist_module, "VALIDATION_SIZE", 3)
+    folder = idx_root / "mnist"
+    train, test = (load_idx(folder / f"{prefix}-images-idx3-ubyte.gz", 3) for prefix in ("train", "t10k"))
+    train_labels, test_labels = (load_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", 1) for prefix in ("train", "t10k"))
+    native = load_dataset("mnist", data_root=idx_root, image_size=28)
+    assert torch.equal(native.train.images[:, 0], train) and native.train.labels.tolist() == train_labels.tolist()
+    assert torch.equal(native.validation.images[:, 0], test[:3]) and native.validation.labels.tolist() == test_labels[:3].tolist()
+    assert torch.equal(native.test.images[:, 0], test[3:]) and native.test.labels.tolist() == test_labels[3:].tolist()
+    resized = load_dataset("mnist", data_root=idx_root)
+    assert tuple(resized.train.images.shape) == (12, 1, 32, 32) and resized.train.images.dtype == torch.uint8
+    assert resized.validation.labels.tolist() == native.validation.labels.tolist()

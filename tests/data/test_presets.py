@@ -1,10 +1,9 @@
 """Presets: the paper's per-dataset protocol, a quick version, explicit settings win."""
 
 import pytest
-from typer.testing import CliRunner
-import typer
 
-from robustal.cli.presets import format_setting, presets_command
+from cli_helpers import invoke
+from robustal.cli.presets import format_setting
 from robustal.config import RunConfig, make_config
 from robustal.errors import ConfigError
 from robustal.presets import PRESETS, apply_preset
@@ -60,12 +59,9 @@ def test_format_setting():
 
 
 def test_presets_command_prints_both_tables():
-    app = typer.Typer()
-    app.command("presets")(presets_command)
-    app.command("other")(lambda: None)  # a second command keeps typer from flattening the app
-    result = CliRunner().invoke(app, ["presets"], terminal_width=200)
+    result = invoke("presets", terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "--preset paper" in result.output and "--preset quick" in result.output
     budget_row = next(line for line in result.output.splitlines() if "budget" in line)
     assert [cell.strip() for cell in budget_row.split("│")[2:6]] == ["5,000", "6,000", "10,000", "25,000"]
-    assert isinstance(CliRunner().invoke(app, ["presets", "nope"]).exception, ConfigError)
+    assert isinstance(invoke("presets", "nope").exception, ConfigError)

@@ -4,26 +4,23 @@ ends with exactly the results of an uninterrupted run."""
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 
+from cli_helpers import run_robustal, start_robustal
 from robustal.experiments import StudySpec, run_directory
 from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, run_active_learning
+from run_helpers import STUDY_RUN
 from study_helpers import write_spec
 
 # 13 rounds of growing training sets: seconds of work after the first checkpoint appears.
-SETTINGS = dict(
-    dataset="digits", acquisition="entropy", initial=20, per_round=20, budget=260, epochs=3, batch_size=20,
-    train_steps=2, eval_steps=2, eps=0.1, step_size=0.05, test_size=50, validation_size=50, seed=5,
-)  # fmt: skip
+SETTINGS = dict(STUDY_RUN, acquisition="entropy", budget=260, epochs=3, batch_size=20, seed=5)
 COMPARED = ["round", "labeled", "clean_accuracy", "robust_accuracy", "validation_score", "best_epoch"]
 
 
-def study_command(spec_path, out):
-    command = [sys.executable, "-m", "robustal", "study", "run", str(spec_path), "--out", str(out)]
-    return [*command, "--workers", "1", "--threads", "1"]
+def study_run_arguments(spec_path, out):
+    return ["study", "run", spec_path, "--out", out, "--workers", "1", "--threads", "1"]
 
 
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
@@ -33,8 +30,8 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
     spec_path, out = write_spec(tmp_path / "spec.yaml", spec), tmp_path / "study"
     run_dir = run_directory(out, config.run_id())
 
-    process = subprocess.Popen(
-        study_command(spec_path, out), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    process = start_robustal(
+        *study_run_arguments(spec_path, out), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     killed = False
     try:
@@ -54,7 +51,7 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path):
         f"the run finished {len(interrupted)} of {config.rounds + 1} rounds before it was killed: make it longer"
     )
 
-    rerun = subprocess.run(study_command(spec_path, out), capture_output=True, text=True, timeout=300)
+    rerun = run_robustal(*study_run_arguments(spec_path, out), timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "1 run: 1 done, 0 skipped (finished before), 0 failed" in rerun.stdout
     resumed = pd.read_parquet(run_dir / ROUNDS_FILE)

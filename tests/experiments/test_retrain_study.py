@@ -3,20 +3,18 @@ study runner (skipped when done, resumed, failures recorded), their results and 
 
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
+from cli_helpers import invoke as invoke_cli
+from cli_helpers import main_refuses, run_robustal
+from html_tables import parse_page
 from robustal.acquisition import available_acquisitions
-from robustal.cli import app, main
 from robustal.errors import ConfigError
 from robustal.experiments import (
     RETRAINING_COLUMNS,
@@ -30,11 +28,10 @@ from robustal.experiments import (
 )
 from robustal.loop import CONFIG_FILE
 from robustal.retraining import RESULTS_FILE, make_retrain_config
+from run_helpers import RETRAIN
 from study_helpers import tiny_spec, write_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-# fine-tuning small enough for seconds per job on one core
-FAST = dict(epochs=1, train_steps=2, eval_steps=2, validation_size=50, evaluation_size=60)
 
 
 def retrain_spec(grid: dict, retrain: dict, **settings) -> dict:
@@ -46,7 +43,7 @@ def retrain_spec(grid: dict, retrain: dict, **settings) -> dict:
 def study(tmp_path_factory):
     """Two good source runs (standard, pgd) and two that fail (budget beyond digits' 1,077
     images); 2 functions x 2 budgets x 2 seeds of retraining from each."""
-    retrain = {"acquisition": ["random", "dre"], "budgets": [5, 10], "seeds": [0, 1], "settings": FAST}
+    retrain = {"acquisition": ["random", "dre"], "budgets": [5, 10], "seeds": [0, 1], "settings": RETRAIN}
     spec = StudySpec.from_dict(retrain_spec({"training": ["standard", "pgd"], "budget": [40, 5000]}, retrain))
     out = tmp_path_factory.mktemp("retrain-study") / "study"
     report = run_study(spec, out, workers=2, threads=1, poll_seconds=0.2)
@@ -80,7 +77,7 @@ def test_each_job_is_stored_under_its_stable_id(study):
     for job in jobs:
         expected = make_retrain_config(
             checkpoint=f"runs/{job.source_run_id}", acquisition=job.config.acquisition, budgets=[5, 10],
-            seed=job.config.seed, **FAST,
+            seed=job.config.seed, **RETRAIN,
         )  # fmt: skip
         assert job.job_id == expected.run_id()  # the id of a path relative to the study: it may move
         job_dir = retrain_directory(out, job.job_id)
@@ -194,14 +191,8 @@ def test_a_study_without_retraining_has_an_empty_results_frame(tmp_path):
 # --- the CLI ------------------------------------------------------------------------------------
 
 
-def robustal_study(*args):
-    command = [sys.executable, "-m", "robustal", "study", *map(str, args)]
-    env = {**os.environ, "COLUMNS": "200"}  # the whole progress line
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-
-
 def invoke(*args, exit_code=0):
-    result = CliRunner().invoke(app, ["study", *map(str, args)])
+    result = invoke_cli("study", *args)
     assert result.exit_code == exit_code, result.output
     return " ".join(result.output.split())  # rich wraps long lines
 
@@ -210,10 +201,13 @@ def invoke(*args, exit_code=0):
 def cli_study(tmp_path_factory):
     """`robustal study run` (a subprocess) of one run and 2 functions x 2 budgets of retraining."""
     folder = tmp_path_factory.mktemp("cli-retrain")
-    retrain = {"acquisition": ["random", "entropy"], "budgets": ["5", "10"], "settings": FAST}
+    retrain = {"acquisition": ["random", "entropy"], "budgets": ["5", "10"], "settings": RETRAIN}
     spec = retrain_spec({"seed": [0]}, retrain)
     write_spec(folder / "spec.yaml", spec)
-    result = robustal_study("run", folder / "spec.yaml", "--out", folder / "study", "--workers", "2")
+    result = run_robustal(
+        "study", "run", folder / "spec.yaml", "--out", folder / "study", "--workers", "2", timeout=300,
+        env={"COLUMNS": "200"},  # the whole progress line
+    )  # fmt: skip
     return spec, folder, result
 
 
@@ -233,7 +227,7 @@ def test_cli_status_and_results_include_retraining(cli_study, tmp_path):
     status = invoke("status", out)
     assert "1 run: 1 done, 0 partial, 0 failed, 0 pending" in status
     assert "2 retraining jobs: 2 done, 0 partial, 0 failed, 0 pending" in status
-    exported = CliRunner().invoke(app, ["study", "results", str(out), "--retraining", "--format", "csv"])
+    exported = invoke_cli("study", "results", out, "--retraining", "--format", "csv")
     csv = pd.read_csv(io.StringIO(exported.output))
     expected = retraining_results(out)
     assert list(csv.columns) == list(RETRAINING_COLUMNS) and len(csv) == 4
@@ -272,10 +266,8 @@ def test_cli_records_a_failing_retraining_job_and_keeps_what_was_computed(cli_st
 )
 def test_cli_mistakes_with_retraining_are_one_clear_line(cli_study, args, message, monkeypatch, capsys):
     _, folder, _ = cli_study
-    monkeypatch.setattr(sys, "argv", ["robustal", "study", *[a.format(study=folder / "study") for a in args]])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2 and message in " ".join(capsys.readouterr().err.split())
+    _, error = main_refuses(monkeypatch, capsys, "study", *[a.format(study=folder / "study") for a in args])
+    assert message in error
 
 
 # --- the spec -----------------------------------------------------------------------------------
@@ -342,7 +334,6 @@ def test_invalid_retraining_fails_before_anything_runs(retrain, message):
 
 
 def test_the_report_shows_the_gains_of_the_study_s_retraining_jobs(study, tmp_path):
-    from report.html_tables import parse_page  # tests/report/html_tables.py
     from robustal.report import write_report
     from robustal.report.results import function_label
 
@@ -360,7 +351,7 @@ def test_the_report_shows_the_gains_of_the_study_s_retraining_jobs(study, tmp_pa
 
 
 def test_with_one_worker_a_retraining_job_runs_right_after_its_source_run(tmp_path):
-    retrain = {"from": {"training": "standard"}, "acquisition": ["random"], "budgets": [5], "settings": FAST}
+    retrain = {"from": {"training": "standard"}, "acquisition": ["random"], "budgets": [5], "settings": RETRAIN}
     spec = StudySpec.from_dict(retrain_spec({"training": ["standard", "pgd"]}, retrain, epochs=1))
     run_study(spec, tmp_path, workers=1, threads=1, poll_seconds=0.05)
     standard, pgd = spec.expand()

@@ -12,7 +12,8 @@ from robustal.config import make_config
 from robustal.experiments import RunTask, StudySpec, plan_workers, run_directory, run_study, study_results, study_status
 from robustal.experiments.executors import LocalExecutor
 from robustal.loop import CHECKPOINT_FILE, CONFIG_FILE, ROUNDS_FILE, ActiveLearningJob, RoundRecord, records_frame
-from study_helpers import TINY_SETTINGS, tiny_spec
+from run_helpers import STUDY_RUN
+from study_helpers import tiny_spec
 
 METRICS = ["labeled", "clean_accuracy", "robust_accuracy", "validation_score", "best_epoch"]
 
@@ -105,7 +106,7 @@ def test_plan_workers_splits_the_cores():
 
 
 def test_a_killed_worker_is_retried_and_resumes_else_its_crash_is_reported(tmp_path):
-    config = make_config(**TINY_SETTINGS)
+    config = make_config(**STUDY_RUN)
     for retries, expected in [(0, "was killed by SIGKILL"), (1, None)]:
         run_dir = str(tmp_path / f"retries-{retries}")
         executor = LocalExecutor(workers=1, threads=1, retries=retries)
@@ -141,8 +142,8 @@ def test_ray_executor_runs_the_same_runs_with_the_same_results(local_study, tmp_
 
 def test_results_keep_settings_that_only_some_runs_store(tmp_path):
     # runs of one study may store different settings (e.g. ones added in a later version)
-    first = make_config(**TINY_SETTINGS)
-    second = make_config(**{**TINY_SETTINGS, "seed": 1})
+    first = make_config(**STUDY_RUN)
+    second = make_config(**{**STUDY_RUN, "seed": 1})
     manifest = {first.run_id(): first.resolved_settings(), second.run_id(): {**second.resolved_settings(), "new_setting": 7}}
     (tmp_path / "manifest.json").write_text(json.dumps({"name": "mixed", "runs": manifest}))
     for config in (first, second):

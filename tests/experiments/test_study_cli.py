@@ -1,14 +1,12 @@
 """`robustal study run|status|results` as a user runs them."""
 
 import io
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from robustal.cli import app, main
+from cli_helpers import invoke as invoke_cli
+from cli_helpers import main_refuses, run_robustal
 from robustal.experiments import StudySpec, study_results
 from study_helpers import tiny_spec, write_spec
 
@@ -20,13 +18,12 @@ def cli_study(tmp_path_factory):
     spec = tiny_spec({"acquisition": ["random"], "budget": [40, 5000]})
     write_spec(folder / "spec.yaml", spec)
     out = folder / "study"
-    command = [sys.executable, "-m", "robustal", "study", "run", folder / "spec.yaml", "--out", out, "--workers", "2"]
-    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=300)
+    result = run_robustal("study", "run", folder / "spec.yaml", "--out", out, "--workers", "2", timeout=300)
     return StudySpec.from_dict(spec), out, result
 
 
 def invoke(*args):
-    result = CliRunner().invoke(app, ["study", *map(str, args)])
+    result = invoke_cli("study", *args)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -83,9 +80,5 @@ def test_mistakes_are_one_clear_line_and_exit_code_2(cli_study, args, message, m
     spec, out, _ = cli_study
     spec_path = out.parent / "spec.yaml"
     args = [a.format(spec=spec_path, study=out, folder=out.parent) for a in args]
-    monkeypatch.setattr(sys, "argv", ["robustal", "study", *args])
     monkeypatch.chdir(out.parent)
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    assert message in " ".join(capsys.readouterr().err.split())
+    assert message in main_refuses(monkeypatch, capsys, "study", *args)[1]

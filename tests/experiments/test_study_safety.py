@@ -11,9 +11,8 @@ import time
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from robustal.cli import app, main
+from cli_helpers import invoke, main_refuses, start_robustal
 from robustal.errors import ConfigError, RobustALError
 from robustal.experiments import (
     DamagedFileWarning,
@@ -29,20 +28,17 @@ from robustal.experiments import (
 from robustal.loop import CHECKPOINT_FILE, ROUNDS_FILE, atomic_write
 from robustal.report import write_report
 from robustal.retraining import RESULTS_FILE
+from run_helpers import RETRAIN
 from study_helpers import tiny_spec, write_spec
 
 COMPARED = ["round", "labeled", "clean_accuracy", "robust_accuracy", "validation_score", "best_epoch", "selected"]
-RETRAIN = {"acquisition": ["random"], "budgets": [5], "settings": dict(epochs=1, train_steps=2, eval_steps=2, evaluation_size=60)}
-
-
-def study_command(*args):
-    return [sys.executable, "-m", "robustal", "study", *map(str, args)]
+RETRAIN_SECTION = {"acquisition": ["random"], "budgets": [5], "settings": RETRAIN}
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """random and entropy (3 rounds each) and one retraining job from each."""
-    spec = StudySpec.from_dict({**tiny_spec(), "retrain": RETRAIN})
+    spec = StudySpec.from_dict({**tiny_spec(), "retrain": RETRAIN_SECTION})
     out = tmp_path_factory.mktemp("safety") / "study"
     report = run_study(spec, out, workers=1, threads=1, poll_seconds=0.2)
     assert set(report.states.values()) == {"done"}
@@ -81,7 +77,7 @@ def test_a_damaged_run_is_flagged_and_every_other_run_stays_usable(copy, tmp_pat
     with pytest.warns(DamagedFileWarning):
         page = write_report(out, tmp_path / "report")
     assert "1 finished run of 2" in page.read_text()
-    result = CliRunner().invoke(app, ["study", "status", str(out)])
+    result = invoke("study", "status", out)
     assert result.exit_code == 0 and "1 done, 0 partial, 0 failed, 0 pending, 1 damaged" in result.output
     assert f"damaged {damaged.name}" in result.output
 
@@ -159,22 +155,18 @@ def test_atomic_writes_use_unique_temporary_names_and_leave_none_behind(tmp_path
 
 def test_a_large_grid_is_counted_and_needs_yes_before_anything_runs(tmp_path, monkeypatch, capsys):
     spec = write_spec(tmp_path / "spec.yaml", tiny_spec({"acquisition": ["random"], "seed": list(range(501))}))
-    monkeypatch.setattr(sys, "argv", ["robustal", "study", "run", str(spec), "--out", str(tmp_path / "study")])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    captured = capsys.readouterr()
-    assert "501 runs (501 to do): 1503 rounds to compute" in " ".join(captured.out.split())
-    assert "501 runs and retraining jobs to compute (more than 500): add --yes to start them" in " ".join(captured.err.split())
+    out, err = main_refuses(monkeypatch, capsys, "study", "run", spec, "--out", tmp_path / "study")
+    assert "501 runs (501 to do): 1503 rounds to compute" in out
+    assert "501 runs and retraining jobs to compute (more than 500): add --yes to start them" in err
     assert not (tmp_path / "study" / "manifest.json").exists() and not (tmp_path / "study" / "runs").exists()
 
 
 def test_yes_starts_a_large_grid(tmp_path, monkeypatch):
     monkeypatch.setattr("robustal.cli.study.CONFIRM_ABOVE", 1)
     spec = write_spec(tmp_path / "spec.yaml", tiny_spec())
-    arguments = ["study", "run", str(spec), "--out", str(tmp_path / "study"), "--workers", "1"]
-    assert "add --yes to start them" in str(CliRunner().invoke(app, arguments).exception)
-    result = CliRunner().invoke(app, [*arguments, "--yes"])
+    arguments = ["study", "run", spec, "--out", tmp_path / "study", "--workers", "1"]
+    assert "add --yes to start them" in str(invoke(*arguments).exception)
+    result = invoke(*arguments, "--yes")
     assert result.exit_code == 0, result.output
     assert "2 runs: 2 done" in result.output
 
@@ -182,8 +174,11 @@ def test_yes_starts_a_large_grid(tmp_path, monkeypatch):
 def test_a_log_gets_a_line_per_run_as_it_finishes(tmp_path):
     spec = tiny_spec({"acquisition": ["random", "entropy"]})
     first, second = StudySpec.from_dict(spec).expand()
-    command = study_command("run", write_spec(tmp_path / "spec.yaml", spec), "--out", tmp_path / "study", "--workers", "1")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    spec_path = write_spec(tmp_path / "spec.yaml", spec)
+    process = start_robustal(
+        "study", "run", spec_path, "--out", tmp_path / "study", "--workers", "1", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
     try:
         lines = [process.stdout.readline()]
         while not lines[-1].startswith("done ") and lines[-1]:

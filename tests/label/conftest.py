@@ -1,12 +1,13 @@
 """Fixtures of the labeling tests: a folder of digits written as PNG files (`digits_folder`) and a
-small project on it (`project`); the helpers are in label_helpers.py."""
+small project on it (`project`); the helpers are in label_helpers.py (import them from there, not from here)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from label_helpers import CLASSES, TINY, true_label, write_digits  # noqa: F401 - also importable from here
+from label_helpers import CLASSES, write_digits
+from run_helpers import PROJECT
 
 from robustal.label.project import LabelProject
 
@@ -22,6 +23,6 @@ def digits_folder(tmp_path) -> tuple[Path, dict[Path, int]]:
 def project(tmp_path, digits_folder) -> LabelProject:
     """A project on `digits_folder`: 10 validation items, then 20 initial, rounds of 10 up to 40."""
     folder, _ = digits_folder
-    opened = LabelProject.init(tmp_path / "project", folder, CLASSES, None, dict(TINY), validation=10)
+    opened = LabelProject.init(tmp_path / "project", folder, CLASSES, None, dict(PROJECT), validation=10)
     yield opened
     opened.close()

@@ -1,5 +1,6 @@
-"""Helpers of the labeling tests (a plain module: `from conftest import ...` would find another
-folder's conftest.py when the whole suite runs): digits written as PNG files, tiny settings."""
+"""Helpers of the labeling tests: digits written as PNG files and the simulated annotator (a plain
+module: `from conftest import ...` would find another folder's conftest.py; the settings of a
+tiny project are `run_helpers.PROJECT`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,6 @@ from sklearn.datasets import load_digits
 from robustal.label.project import LabelProject
 
 CLASSES = [str(digit) for digit in range(10)]
-# settings of a project whose rounds train in about a second on one CPU thread
-TINY = dict(
-    model="small_cnn", image_size=8, initial=20, per_round=10, budget=40, epochs=1, batch_size=16,
-    train_steps=2, eval_steps=2, eps=0.1, step_size=0.05, seed=0, device="cpu",
-)  # fmt: skip
 
 
 def write_digits(folder: Path, count: int, start: int = 0, class_folders: bool = False) -> dict[Path, int]:

@@ -11,15 +11,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import CLASSES, TINY, true_label, write_digits
+from cli_helpers import start_robustal
+from label_helpers import CLASSES, true_label, write_digits
 from robustal.label.project import LabelProject
+from run_helpers import PROJECT
 
 selenium = pytest.importorskip("selenium", reason="the browser test needs selenium (pip install -e .[dev])")
 pytest.importorskip("starlette", reason="the labeling page needs the extra robustal[label]")
@@ -35,9 +36,8 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs the Debian package chromium)"),
     pytest.mark.skipif(CHROMEDRIVER is None, reason="no chromedriver on PATH (Debian package chromium-driver)"),
 ]
-SRC = Path(__file__).resolve().parents[2] / "src"
 # 4 validation images, an initial batch of 6, then rounds of 6; one epoch of 2-step PGD (seconds)
-SETTINGS = {**TINY, "initial": 6, "per_round": 6, "budget": 18}
+SETTINGS = {**PROJECT, "initial": 6, "per_round": 6, "budget": 18}
 VALIDATION = 4
 WAIT = 60.0  # seconds for a round to train (a fresh process imports torch first)
 
@@ -50,9 +50,7 @@ def free_port() -> int:
 
 def start_server(project: Path, port: int) -> subprocess.Popen:
     """`robustal label serve PROJECT --port PORT` as its own process, once it answers."""
-    environment = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "robustal", "label", "serve", str(project), "--port", str(port)]
-    server = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = start_robustal("label", "serve", project, "--port", port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:

@@ -4,40 +4,28 @@ train, and serve's message when the web extra is missing."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
-from label_helpers import CLASSES, true_label
-from typer.testing import CliRunner
 
-from robustal.cli import app
+from cli_helpers import invoke, run_robustal
+from label_helpers import CLASSES, true_label
 from robustal.errors import ConfigError
 from robustal.label.project import LabelProject
-
-TINY_FLAGS = [
-    "--model", "small_cnn", "--image-size", "8", "--initial", "20", "--per-round", "10", "--budget", "40",
-    "--epochs", "1", "--batch-size", "16", "--train-steps", "2", "--eval-steps", "2", "--eps", "0.1",
-    "--step-size", "0.05", "--device", "cpu",
-]  # fmt: skip
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
+from run_helpers import PROJECT, cli_flags
 
 
 def test_init_as_a_user_runs_it(tmp_path, digits_folder):
     folder, _ = digits_folder
-    command = [sys.executable, "-m", "robustal", "label", "init", str(tmp_path / "p"), "--images", str(folder)]
-    done = subprocess.run(
-        [*command, "--classes", ",".join(CLASSES), "--validation", "10", *TINY_FLAGS, "--acquisition", "entropy", "--no-augment"],
-        capture_output=True, text=True, timeout=120,
+    done = run_robustal(
+        "label", "init", tmp_path / "p", "--images", folder, "--classes", ",".join(CLASSES), "--validation", "10",
+        *cli_flags(PROJECT), "--acquisition", "entropy", "--no-augment", timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "120 images, 10 classes" in done.stdout and f"\nnext: robustal label serve {tmp_path / 'p'}\n" in done.stdout
     config = LabelProject.open(tmp_path / "p").config
     assert (config.acquisition, config.per_round, config.epochs, config.augment, config.eps) == ("entropy", 10, 1, False, 0.1)
+
 
 @pytest.mark.parametrize(
     ("flags", "message"),

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from label_helpers import CLASSES, TINY, true_label, write_digits
+from label_helpers import CLASSES, true_label, write_digits
+from run_helpers import PROJECT
 from PIL import Image
 
 from robustal.errors import ConfigError, DataError
@@ -42,17 +43,17 @@ def test_init_asks_the_validation_set_then_the_initial_batch(project):
 
 def test_overflow_can_be_chosen(tmp_path, digits_folder):
     folder, _ = digits_folder
-    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(TINY), validation=10, overflow=0)
+    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(PROJECT), validation=10, overflow=0)
     assert len(ask_all(project)) == 30 and project.meta["overflow"] == 0
     with pytest.raises(ConfigError, match="overflow must be an integer"):
-        LabelProject.init(tmp_path / "q", folder, CLASSES, None, dict(TINY), validation=10, overflow=-1)
+        LabelProject.init(tmp_path / "q", folder, CLASSES, None, dict(PROJECT), validation=10, overflow=-1)
 
 
 def test_the_asking_order_is_seeded(tmp_path, digits_folder):
     folder, _ = digits_folder
 
     def order(name: str, seed: int) -> list[str]:
-        project = LabelProject.init(tmp_path / name, folder, CLASSES, None, dict(TINY, seed=seed), validation=10)
+        project = LabelProject.init(tmp_path / name, folder, CLASSES, None, dict(PROJECT, seed=seed), validation=10)
         return [Path(item.path).name for item in ask_all(project)]
 
     first = order("first", 0)
@@ -66,16 +67,16 @@ def test_init_refuses_an_existing_project_and_leaves_nothing_when_it_fails(tmp_p
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=f"{existing} already exists"):
-        LabelProject.init(existing, folder, CLASSES, None, dict(TINY), validation=10)
+        LabelProject.init(existing, folder, CLASSES, None, dict(PROJECT), validation=10)
     assert [p.name for p in existing.iterdir()] == ["notes.txt"]
     with pytest.raises(ConfigError, match="ask 121 images but 120 are unlabeled"):
-        LabelProject.init(tmp_path / "new", folder, CLASSES, None, dict(TINY, initial=111, budget=200), validation=10)
+        LabelProject.init(tmp_path / "new", folder, CLASSES, None, dict(PROJECT, initial=111, budget=200), validation=10)
     with pytest.raises(ConfigError, match="invalid run settings: epochs"):
-        LabelProject.init(tmp_path / "new", folder, CLASSES, None, dict(TINY, epochs=0), validation=10)
+        LabelProject.init(tmp_path / "new", folder, CLASSES, None, dict(PROJECT, epochs=0), validation=10)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "taken"]  # no project, no half-built folder
     empty = tmp_path / "empty"
     empty.mkdir()  # an empty folder is fine
-    assert LabelProject.init(empty, folder, CLASSES, None, dict(TINY), validation=10).progress().round_size == 30
+    assert LabelProject.init(empty, folder, CLASSES, None, dict(PROJECT), validation=10).progress().round_size == 30
 
 
 def test_open_refuses_a_folder_that_is_not_a_project(tmp_path):
@@ -90,7 +91,7 @@ def test_unreadable_files_are_skipped_and_duplicates_kept_once(tmp_path, digits_
     folder, truth = digits_folder
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (folder / "copy.png").write_bytes((folder / "digit-0003.png").read_bytes())
-    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(TINY), validation=10)
+    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(PROJECT), validation=10)
     left_out = project.left_out()
     assert [entry["path"] for entry in left_out["unreadable"]] == [str((folder / "broken.png").resolve())]
     (duplicate,) = left_out["duplicates"]
@@ -102,30 +103,30 @@ def test_unreadable_files_are_skipped_and_duplicates_kept_once(tmp_path, digits_
 def test_a_labeled_folder_gives_classes_and_labels(tmp_path, digits_folder):
     folder, _ = digits_folder
     labeled_truth = write_digits(tmp_path / "labeled", 30, start=500, class_folders=True)
-    project = LabelProject.init(tmp_path / "p", folder, None, tmp_path / "labeled", dict(TINY), validation=10)
+    project = LabelProject.init(tmp_path / "p", folder, None, tmp_path / "labeled", dict(PROJECT), validation=10)
     assert project.classes == CLASSES  # from the subfolders, numerically sorted
     given = project.history(limit=100)
     assert {Path(item.path): item.label for item in given} == labeled_truth
     assert all(item.role == "pool" and item.rank == -1 for item in given)  # labeled without being asked
     assert project.progress().labeled == 30
     with pytest.raises(ConfigError, match=r"class folder\(s\) 7, 8, 9 are not among --classes"):
-        LabelProject.init(tmp_path / "q", folder, CLASSES[:7], tmp_path / "labeled", dict(TINY), validation=10)
+        LabelProject.init(tmp_path / "q", folder, CLASSES[:7], tmp_path / "labeled", dict(PROJECT), validation=10)
 
 
 def test_init_needs_images_and_classes(tmp_path, digits_folder):
     folder, _ = digits_folder
     with pytest.raises(ConfigError, match="--images DIR"):
-        LabelProject.init(tmp_path / "p", None, CLASSES, None, dict(TINY))
+        LabelProject.init(tmp_path / "p", None, CLASSES, None, dict(PROJECT))
     with pytest.raises(ConfigError, match="--classes a,b,c"):
-        LabelProject.init(tmp_path / "p", folder, None, None, dict(TINY))
+        LabelProject.init(tmp_path / "p", folder, None, None, dict(PROJECT))
     with pytest.raises(ConfigError, match="class.*0 given twice"):
-        LabelProject.init(tmp_path / "p", folder, ["0", "1", "0"], None, dict(TINY))
+        LabelProject.init(tmp_path / "p", folder, ["0", "1", "0"], None, dict(PROJECT))
     with pytest.raises(ConfigError, match="class names cannot contain /"):
-        LabelProject.init(tmp_path / "p", folder, ["cat", "../dog"], None, dict(TINY))
+        LabelProject.init(tmp_path / "p", folder, ["cat", "../dog"], None, dict(PROJECT))
     with pytest.raises(DataError, match="no such folder"):
-        LabelProject.init(tmp_path / "p", tmp_path / "nowhere", CLASSES, None, dict(TINY))
+        LabelProject.init(tmp_path / "p", tmp_path / "nowhere", CLASSES, None, dict(PROJECT))
     with pytest.raises(ConfigError, match="leave out --dataset"):
-        LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(TINY, dataset="mnist"))
+        LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(PROJECT, dataset="mnist"))
 
 
 def test_label_relabel_undo(project, digits_folder):

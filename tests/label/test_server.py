@@ -20,7 +20,7 @@ from robustal.label import server
 from robustal.label.project import LabelProject
 from robustal.label.server import create_app
 
-from conftest import write_digits
+from label_helpers import write_digits
 
 LOCAL = "http://127.0.0.1:8000"
 TOKEN = "a-token-long-enough-1234"

@@ -12,19 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from label_helpers import CLASSES, TINY, true_label
+from label_helpers import CLASSES, true_label
+from run_helpers import PROJECT
 
 from robustal.acquisition.scoring import entropy
 from robustal.errors import ConfigError
 from robustal.label import trainer
 from robustal.label.project import LabelProject, round_due
 from robustal.loop import build_learner, read_checkpoint
+from robustal.training import fit
 
 
 @pytest.fixture
 def entropy_project(tmp_path, digits_folder) -> LabelProject:
     folder, _ = digits_folder
-    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(TINY, acquisition="entropy"), validation=10)
+    project = LabelProject.init(tmp_path / "p", folder, CLASSES, None, dict(PROJECT, acquisition="entropy"), validation=10)
     yield project
     project.close()
 
@@ -70,10 +72,17 @@ def test_a_round_trains_and_ranks_the_next_batch_by_entropy(entropy_project, dig
     assert (served.role, served.round, served.rank, served.id) == ("round", 1, 0, ranked[0]["item"])
 
 
-def test_rounds_warm_start_follow_relabels_and_skips_and_stop_at_the_budget(project, digits_folder):
+def test_rounds_warm_start_follow_relabels_and_skips_and_stop_at_the_budget(project, digits_folder, monkeypatch):
     _, truth = digits_folder
     first_batch = label_open_items(project, truth, count=30)
     trainer.run_trainer(project)
+    starts = []  # the weights each fit starts from
+
+    def recording_fit(model, *args, **kwargs):
+        starts.append({name: tensor.clone() for name, tensor in model.state_dict().items()})
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr("robustal.loop.fit", recording_fit)
     corrected = next(item for item in first_batch if project.item(item).role == "initial")
     project.label(corrected, (true_label(project, corrected, truth) + 1) % 10, "a")  # relabel a trained label
     skipped = project.next_item("a").id
@@ -87,6 +96,8 @@ def test_rounds_warm_start_follow_relabels_and_skips_and_stop_at_the_budget(proj
     labels = trainer.read_labels(project)
     index = {int(item): position for position, item in enumerate(labels.train_items)}
     assert state["rounds_trained"] == 2  # warm start: round 0's state plus one fit
+    round_0 = read_checkpoint(project.checkpoint_path(0))["model"]
+    assert starts[0].keys() == round_0.keys() and all(torch.equal(starts[0][name], round_0[name]) for name in round_0)
     assert int(state["labels"][index[corrected]]) == (true_label(project, corrected, truth) + 1) % 10
     assert bool(state["ignored"][index[skipped]]) and int(state["labels"][index[skipped]]) == -1
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from experiments.study_helpers import tiny_spec  # tests/experiments/study_helpers.py
-from robustal.loop import ActiveLearningJob
+from cli_helpers import invoke
 from robustal.experiments import RunTask, StudySpec, execute_run, run_directory
 from robustal.experiments.store import write_study
-from robustal.cli import app
+from robustal.loop import ActiveLearningJob
+from study_helpers import tiny_spec
 
 # 2 functions x 2 training regimes x 2 seeds = 8 runs of 3 rounds (20 -> 60 labels) on digits;
 # 4 epochs at lr 0.01 so that the models learn something (60-90 % accuracy) in about a second.
@@ -39,7 +38,7 @@ def tiny_study(tmp_path_factory) -> Path:
 def tiny_report(tiny_study, tmp_path_factory) -> Path:
     """The page of `tiny_study`'s report written by ``robustal report STUDY -o OUT``."""
     out = tmp_path_factory.mktemp("report") / "out"
-    result = CliRunner().invoke(app, ["report", str(tiny_study), "-o", str(out)])
+    result = invoke("report", tiny_study, "-o", out)
     assert result.exit_code == 0, result.output
     assert f"report -> {out / 'index.html'}" in " ".join(result.output.split())
     return out / "index.html"

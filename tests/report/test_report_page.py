@@ -7,7 +7,6 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 
 import matplotlib.image
 import numpy as np
@@ -15,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
+from cli_helpers import main_refuses
 from html_tables import parse_page
-from experiments.study_helpers import tiny_spec
-from robustal.cli import main
+from study_helpers import tiny_spec
 from robustal.data import load_dataset
 from robustal.experiments import StudySpec, run_directory
 from robustal.experiments.store import write_study
@@ -189,10 +188,7 @@ def test_bad_study_directories_fail_with_one_clear_line(tmp_path, monkeypatch, c
     (tmp_path / "plain").mkdir()
     spec = StudySpec.from_dict(tiny_spec())
     write_study(tmp_path / "unfinished", spec.to_dict(), spec.expand())  # a study whose runs never ran
-    monkeypatch.setattr(sys, "argv", ["robustal", "report", str(tmp_path / target), "-o", str(tmp_path / "out")])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 2
-    assert message in " ".join(capsys.readouterr().err.split())
+    _, error = main_refuses(monkeypatch, capsys, "report", tmp_path / target, "-o", tmp_path / "out")
+    assert message in error
     assert not (tmp_path / "out" / "index.html").exists()
 

@@ -1,5 +1,5 @@
 """Reading a report page back in tests: its tables (cells with text, classes and exact values),
-images and sections, with the standard library's HTML parser (a plain module, not a conftest)."""
+images and sections, with the standard library's HTML parser (used by the report and study tests)."""
 
 from __future__ import annotations
 
