@@ -29,7 +29,7 @@ def style_key(style: dict[str, str]) -> tuple[str, str, str]:
 
 def test_every_registered_function_has_its_own_color_and_marker():
     functions = available_acquisitions()
-    assert len(functions) == 15
+    assert len(functions) == 16
     styles = [style_key(function_style(name)) for name in functions]
     assert len({color for color, _, _ in styles}) == len(functions)
     assert len({marker for _, _, marker in styles}) == len(functions)

@@ -16,6 +16,7 @@ name                   selects (module)
 ``dfal``               smallest DeepFool perturbation on a random subset (adversarial)
 ``dre``                the pool's entropy histogram, kept by stratified sampling (density)
 ``badge``              k-means++ seeding on last-layer gradient embeddings (badge)
+``adre``               DRE on the entropies of PGD examples of the pool: robustal's own (robust)
 ``typiclust``          the most typical point of each large uncovered k-means cluster (typicality)
 ``probcover``          greedy max coverage of delta-balls in the embedding (typicality)
 =====================  ==============================================================
@@ -31,6 +32,7 @@ from robustal.acquisition import baseline as _baseline  # noqa: F401
 from robustal.acquisition import density as _density  # noqa: F401
 from robustal.acquisition import diversity as _diversity  # noqa: F401
 from robustal.acquisition import dropout as _dropout  # noqa: F401
+from robustal.acquisition import robust as _robust  # noqa: F401
 from robustal.acquisition import typicality as _typicality  # noqa: F401
 from robustal.acquisition import uncertainty as _uncertainty  # noqa: F401
 from robustal.acquisition.base import AcquisitionFunction, PoolContext, ScoreAcquisition, top_k

@@ -1,7 +1,7 @@
 """One fixed plotting style per acquisition function, the same in every figure.
 
 A style is a color, a line style and a marker (a ``dict`` of matplotlib keyword arguments).
-Each registered function has a color and a marker of its own (15 functions: no two share
+Each registered function has a color and a marker of its own (16 functions: no two share
 either), so lines stay apart even where colors look alike (color-blind readers, grey print).
 A function with options (``"dre (quota=proportional)"``, see `robustal.report.results.function_label`)
 keeps its function's color, with a dashed or dotted line and another marker, so it never looks
@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 
 # color, marker per registered function: matplotlib's tab10, black for the baseline, a dark teal,
-# olive, dark goldenrod and indigo; DRE (the paper's method) red
+# olive, dark goldenrod, indigo, deep pink; DRE (the paper's method) red
 _STYLES = {
     "random": ("#000000", "o"),
     "dre": ("#d62728", "*"),
@@ -30,9 +30,10 @@ _STYLES = {
     "badge": ("#6b8e23", "d"),
     "typiclust": ("#b8860b", "H"),
     "probcover": ("#4b0082", "8"),
+    "adre": ("#ff1493", "x"),
 }
 # colors for functions registered outside robustal (chosen by a hash of the name)
-_EXTRA_COLORS = ("#008080", "#800000", "#ff1493", "#556b2f", "#cd853f", "#483d8b")
+_EXTRA_COLORS = ("#008080", "#800000", "#556b2f", "#cd853f", "#483d8b", "#2f4f4f")
 _VARIANT_LINESTYLES = ("--", ":", "-.")
 _VARIANT_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
