@@ -151,3 +151,50 @@ def test_edge_bounded_radius_keeps_the_graph_under_the_bound():
     radius = edge_bounded_radius(points, 4000, np.random.default_rng(0))
     edges = ball_graph(points, radius).nnz
     assert 0.5 * 0.8 * 4000 < edges <= 4000  # the sample's quantile: near 0.8 of the bound
+
+
+def _fixed_embedding_context(rows: int = 120):
+    from robustal.acquisition import PoolContext
+    from robustal.models import build_model
+
+    torch.manual_seed(0)
+    images = (torch.rand(rows, 1, 8, 8) * 255).to(torch.uint8)
+    return PoolContext(build_model("small_cnn", 1, 10, 8).eval(), images, np.arange(10), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", ["typiclust", "probcover"])
+def test_a_fixed_embedding_from_a_file_replaces_the_model_s(name, tmp_path):
+    from robustal.acquisition.typicality import probcover_positions, ball_graph, typiclust_positions
+
+    context = _fixed_embedding_context()
+    fixed = blobs([40, 40, 40], dimensions=4).numpy().astype(np.float64)
+    np.save(tmp_path / "embedding.npy", fixed)
+    pool = np.arange(10, 120)
+    options = {"delta": 0.3} if name == "probcover" else {}
+    chosen = build_acquisition(name, embedding=str(tmp_path / "embedding.npy"), **options).select(
+        context, pool, 6, np.random.default_rng(1)
+    )
+    # the same positions as the function's core on the file's rows (labeled first, unit length)
+    rows = torch.from_numpy(fixed[np.concatenate([np.arange(10), pool])].astype(np.float32))
+    points = rows / rows.norm(dim=1, keepdim=True)
+    rng = np.random.default_rng(1)
+    if name == "typiclust":
+        expected = typiclust_positions(points, 10, 6, rng)
+    else:
+        expected = probcover_positions(ball_graph(points, 0.3), 10, 6, rng)
+    assert chosen.tolist() == pool[expected].tolist()
+
+
+def test_a_fixed_embedding_that_is_not_one_row_of_floats_per_image_is_refused(tmp_path):
+    from robustal.errors import DataError
+
+    context = _fixed_embedding_context()
+    np.save(tmp_path / "short.npy", np.ones((50, 4)))
+    with pytest.raises(DataError, match="has 50 rows but the training split 120 images"):
+        build_acquisition("typiclust", embedding=str(tmp_path / "short.npy")).select(context, np.arange(10, 120), 5, np.random.default_rng(0))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="cannot read the embedding .*objects.npy"):
+        build_acquisition("probcover", embedding=str(tmp_path / "objects.npy"))
+    np.save(tmp_path / "nan.npy", np.full((120, 2), np.nan))
+    with pytest.raises(DataError, match="finite floats"):
+        build_acquisition("typiclust", embedding=str(tmp_path / "nan.npy"))

@@ -18,7 +18,7 @@ from robustal.acquisition.base import AcquisitionFunction, check_positive_int
 from robustal.acquisition.diversity import DISTANCE_CHUNK_ELEMENTS, nearest_center_distances
 from robustal.acquisition.registry import register_acquisition
 from robustal.acquisition.scoring import embeddings
-from robustal.errors import ConfigError
+from robustal.errors import ConfigError, DataError
 
 TYPICLUST_NEIGHBOURS = 20  # K of the typicality (the authors' code)
 TYPICLUST_MAX_CLUSTERS = 500  # the authors' MAX_NUM_CLUSTERS
@@ -28,10 +28,33 @@ MAX_OPTION = 100_000  # bound on the integer options
 MAX_GRAPH_EDGES = 50_000_000  # ProbCover's delta-ball graph: 400 MB of int32 pairs at most
 
 
-def unit_embeddings(context, labeled: np.ndarray, pool: np.ndarray) -> torch.Tensor:
-    """Penultimate embeddings of the labeled samples then the pool, each scaled to unit length
-    (float32, rows: labeled first)."""
-    features = embeddings(context, np.concatenate([labeled, pool]))
+def load_embedding(path: str | None) -> np.ndarray | None:
+    """A fixed embedding given by the user: a ``.npy`` file of one float row per training image
+    (the dataset's training split, in its order), read without pickles; None without a path.
+    Anything else is a `DataError` naming the file."""
+    if path is None:
+        return None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as error:  # any decoding failure of a user's file
+        raise DataError(f"cannot read the embedding {path}: {error}") from None
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+        raise DataError(f"the embedding {path} must be a 2-D array of finite floats (one row per training image)")
+    return array
+
+
+def unit_embeddings(context, labeled: np.ndarray, pool: np.ndarray, fixed: np.ndarray | None = None) -> torch.Tensor:
+    """Embeddings of the labeled samples then the pool, each scaled to unit length (float32,
+    rows: labeled first): the model's penultimate embedding, or the rows of a `fixed` one."""
+    indices = np.concatenate([labeled, pool])
+    if fixed is None:
+        features = embeddings(context, indices)
+    elif len(fixed) != len(context.images):
+        raise DataError(
+            f"the embedding has {len(fixed)} rows but the training split {len(context.images)} images: one row per image"
+        )
+    else:
+        features = torch.from_numpy(np.asarray(fixed[indices], dtype=np.float32))
     return features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -142,22 +165,25 @@ class TypiClust(AcquisitionFunction):
     a labeled sample, its most typical point, Typ(x) = (1/K sum_{y in KNN(x)} ||x - y||)^-1, in
     the model's penultimate embedding scaled to unit length (`typiclust_positions`).
 
-    Options: `neighbours` K (20), `max_clusters` (500), `min_cluster_size` (5), as the authors' code.
+    Options: `neighbours` K (20), `max_clusters` (500), `min_cluster_size` (5), as the authors' code;
+    `embedding`: a ``.npy`` file of a fixed embedding (one row per training image, e.g. from a
+    self-supervised model, as the paper uses) instead of the model's (`load_embedding`).
     """
 
     name = "typiclust"
 
     def __init__(
         self, neighbours: int = TYPICLUST_NEIGHBOURS, max_clusters: int = TYPICLUST_MAX_CLUSTERS,
-        min_cluster_size: int = TYPICLUST_MIN_CLUSTER_SIZE,
+        min_cluster_size: int = TYPICLUST_MIN_CLUSTER_SIZE, embedding: str | None = None,
     ) -> None:  # fmt: skip
+        self.fixed = load_embedding(embedding)
         self.neighbours = _bounded_int(self.name, "neighbours", neighbours)
         self.max_clusters = _bounded_int(self.name, "max_clusters", max_clusters)
         self.min_cluster_size = _bounded_int(self.name, "min_cluster_size", min_cluster_size)
 
     def _select(self, context, pool, k, rng):
         labeled = np.asarray(context.labeled_indices, dtype=np.int64)
-        points = unit_embeddings(context, labeled, pool)
+        points = unit_embeddings(context, labeled, pool, self.fixed)
         return pool[typiclust_positions(points, len(labeled), k, rng, self.neighbours, self.max_clusters, self.min_cluster_size)]
 
 
@@ -258,12 +284,14 @@ class ProbCover(AcquisitionFunction):
     respect to k-means with as many clusters as classes (`purity_radius`), capped so that the
     graph keeps about 0.8 x `MAX_GRAPH_EDGES` (40 million) edges at most (`edge_bounded_radius`:
     on a trained model's embedding, pure balls can hold a whole class, N^2 / classes edges). A
-    `delta` given whose graph exceeds the bound is a `ConfigError`.
+    `delta` given whose graph exceeds the bound is a `ConfigError`. `embedding`: a ``.npy`` file of
+    a fixed embedding instead of the model's, as TypiClust's.
     """
 
     name = "probcover"
 
-    def __init__(self, delta: float | None = None, purity: float = PROBCOVER_PURITY) -> None:
+    def __init__(self, delta: float | None = None, purity: float = PROBCOVER_PURITY, embedding: str | None = None) -> None:
+        self.fixed = load_embedding(embedding)
         if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 < delta <= 2.0):
             raise ConfigError(f"probcover: delta must be a number in (0, 2] (unit-length embeddings) or None, got {delta!r}")
         self.delta = None if delta is None else float(delta)
@@ -271,7 +299,7 @@ class ProbCover(AcquisitionFunction):
 
     def _select(self, context, pool, k, rng):
         labeled = np.asarray(context.labeled_indices, dtype=np.int64)
-        points = unit_embeddings(context, labeled, pool)
+        points = unit_embeddings(context, labeled, pool, self.fixed)
         delta = self.delta
         if delta is None:
             # pure balls on a trained model's class clusters can hold whole classes: cap the edges
