@@ -36,6 +36,7 @@ from robustal.models import Classifier, build_model
 from robustal.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    ROUNDS_FILE,
     RecordFile,
     atomic_write,
     read_config,
@@ -237,8 +238,7 @@ class RunResult:
         }
 
 
-ROUNDS = RecordFile("rounds.parquet", RoundRecord)  # one row per finished round of a run
-ROUNDS_FILE = ROUNDS.name
+ROUNDS = RecordFile(ROUNDS_FILE, RoundRecord)  # one row per finished round of a run
 
 
 def run_identity(config: RunConfig) -> dict[str, Any]:
@@ -455,7 +455,7 @@ def _same_settings_earlier_id(out: Path, run_id: str, config: RunConfig) -> bool
     resumes, and its files take the current id as they are rewritten."""
     try:
         payload = read_config(out)
-        return payload.get("run_id") == run_id and RunConfig(**payload["config"]).identity() == config.identity()
+        return payload.get("run_id") == run_id and _run_config(out, payload).identity() == config.identity()
     except Exception:  # no readable settings beside the checkpoint: not provably the same run
         return False
 
@@ -463,11 +463,14 @@ def _same_settings_earlier_id(out: Path, run_id: str, config: RunConfig) -> bool
 def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
     """The settings of the run at `run_dir`, from its ``config.json``; a `DataError` naming the
     file when it is missing, damaged or holds settings this version rejects."""
-    payload = read_config(Path(run_dir))
+    return _run_config(Path(run_dir), read_config(Path(run_dir)))
+
+
+def _run_config(run_dir: Path, payload: dict) -> RunConfig:
     try:
         return RunConfig(**payload["config"])
     except Exception as error:  # settings this version rejects
-        raise DataError(f"cannot read the run settings {Path(run_dir) / CONFIG_FILE}: {error}") from None
+        raise DataError(f"cannot read the run settings {run_dir / CONFIG_FILE}: {error}") from None
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Classifier, RunConfig, dict]:
@@ -482,9 +485,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[Class
         raise ConfigError(f"no checkpoint at {checkpoint}: pass a run directory written by `robustal run --out`")
     state = read_checkpoint(checkpoint, device)
     config_file = checkpoint.parent / CONFIG_FILE
-    config = read_run_config(checkpoint.parent)
+    payload = read_config(checkpoint.parent)
+    config = _run_config(checkpoint.parent, payload)
     # the id config.json recorded: runs written by earlier versions keep their earlier ids
-    if state["run_id"] not in (config.run_id(), read_config(checkpoint.parent).get("run_id")):
+    if state["run_id"] not in (config.run_id(), payload.get("run_id")):
         raise DataError(f"{checkpoint} holds run {state['run_id']}, but {config_file} describes run {config.run_id()}")
     try:
         model = build_model(**state["model_spec"])

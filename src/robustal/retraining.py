@@ -50,7 +50,16 @@ from robustal.data import ImageDataset, Split, load_dataset
 from robustal.errors import ConfigError, DataError, unknown_name_error
 from robustal.evaluation import Metrics, evaluate
 from robustal.loop import ActiveLearner, build_learner, load_checkpoint
-from robustal.rundir import CHECKPOINT_FILE, CONFIG_FILE, DONE_FILE, RecordFile, read_config, read_json, write_config
+from robustal.rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    DONE_FILE,
+    RESULTS_FILE,
+    RecordFile,
+    read_config,
+    read_json,
+    write_config,
+)
 from robustal.seeding import derive_seed, torch_generator
 from robustal.training import TRAINING_REGIMES
 
@@ -422,8 +431,7 @@ def retrain_budget(problem: RetrainingProblem, budget: int, before: Metrics) -> 
     return record, learner
 
 
-RESULTS = RecordFile("results.parquet", BudgetRecord)  # one row per finished budget of a retraining job
-RESULTS_FILE = RESULTS.name
+RESULTS = RecordFile(RESULTS_FILE, BudgetRecord)  # one row per finished budget of a retraining job
 
 
 def retraining_identity(problem: RetrainingProblem) -> dict[str, Any]:

@@ -213,7 +213,9 @@ def _reason(error: Exception, path: Path | None = None) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-RECORD_FILES = ("rounds.parquet", "results.parquet")  # the record files of runs and retraining jobs
+ROUNDS_FILE = "rounds.parquet"  # a run's record file (`robustal.loop.ROUNDS`)
+RESULTS_FILE = "results.parquet"  # a retraining job's record file (`robustal.retraining.RESULTS`)
+RECORD_FILES = (ROUNDS_FILE, RESULTS_FILE)
 
 
 def find_damage(job_dir: Path, decode: bool = False) -> tuple[Path, str] | None:
@@ -237,7 +239,7 @@ def job_state(job_dir: Path, job: Job | None = None) -> str:
         return "failed"
     # what a job resumes from: a run's checkpoint (its rounds.parquet alone cannot resume it), a
     # retraining job's finished budgets
-    if (job_dir / CHECKPOINT_FILE).exists() or (job_dir / "results.parquet").exists():
+    if (job_dir / CHECKPOINT_FILE).exists() or (job_dir / RESULTS_FILE).exists():
         return "partial"
     return "pending"
 

@@ -17,12 +17,13 @@ from typing import Any
 
 from robustal.autoattack import AUTOATTACK_NORMS, STANDARD_ATTACKS, autoattack_accuracy, parse_attacks
 from robustal.errors import ConfigError, RobustALError
-from robustal.experiments.store import MANIFEST_FILE, read_manifest, rounds_completed, run_directory, run_state
+from robustal.experiments.store import MANIFEST_FILE, read_manifest, rounds_completed, run_directory
 from robustal.loop import read_run_config
 from robustal.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     EVALUATION_PREFIX,
+    job_state,
     read_json,
     round_checkpoint_name,
     versions,
@@ -154,7 +155,7 @@ def evaluate_study(
     outcomes: dict[str, str] = {}
     for run_id in read_manifest(study_dir):
         run_dir = run_directory(study_dir, run_id)
-        if run_state(run_dir) != "done":
+        if job_state(run_dir) != "done":
             outcomes[run_id] = "not finished"
             continue
         outcomes[run_id] = "skipped"

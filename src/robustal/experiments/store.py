@@ -90,11 +90,6 @@ def damage_message(path: Path, reason: str) -> str:
     )
 
 
-def run_state(run_dir: Path) -> str:
-    """The state of the run or retraining job in `run_dir` (`robustal.rundir.job_state`)."""
-    return job_state(run_dir)
-
-
 def rounds_completed(run_dir: Path) -> int:
     """How many rounds of the run are on disk."""
     return ROUNDS.count(run_dir)
@@ -220,7 +215,7 @@ def write_study(
 
 
 def _kept(entries: dict[str, Any], directory) -> dict[str, Any]:
-    return {key: value for key, value in entries.items() if run_state(directory(key)) != "pending"}
+    return {key: value for key, value in entries.items() if job_state(directory(key)) != "pending"}
 
 
 def read_study_manifest(study_dir: Path) -> dict[str, Any]:
@@ -254,7 +249,7 @@ def study_status(study_dir: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for run_id, settings in _require_study(study_dir).items():
         run_dir = run_directory(study_dir, run_id)
-        state = run_state(run_dir)
+        state = job_state(run_dir)
         row = {column: settings.get(column) for column in RUN_COLUMNS[1:]}
         row.update(run_id=run_id, state=state, rounds_done=rounds_completed(run_dir))
         row["rounds_total"] = RunConfig.model_construct(**settings).rounds + 1
@@ -298,7 +293,7 @@ def _settings_table(study_dir: Path):
     rows = []
     for run_id, settings in _require_study(study_dir).items():
         options = json.dumps(settings.get("acquisition_options", {}), sort_keys=True)
-        state = run_state(run_directory(study_dir, run_id))
+        state = job_state(run_directory(study_dir, run_id))
         rows.append({"run_id": run_id, "state": state, **settings, "acquisition_options": options})
     columns = dict.fromkeys(key for row in rows for key in row)  # runs may differ in the settings they store
     # arrow keeps each setting's type (integers with nulls stay integers)
@@ -381,7 +376,7 @@ def study_results(study_dir: str | os.PathLike, view: str = "rounds", selections
     have ``autoattack_*`` columns in their last round (AutoAttack and PGD robust accuracy on the
     same points; the summary's ``autoattack_gap_mean`` is PGD minus AutoAttack). `selections` keeps the ``selected``
     column (indices labeled each round) in the ``rounds`` and ``final`` views. A run whose
-    ``rounds.parquet`` is damaged is left out with a `DamagedFileWarning` (see `run_state`).
+    ``rounds.parquet`` is damaged is left out with a `DamagedFileWarning` (see `robustal.rundir.job_state`).
     """
     import duckdb
 
