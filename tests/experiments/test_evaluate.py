@@ -11,11 +11,13 @@ from robustal.autoattack import STANDARD_ATTACKS, autoattack_accuracy, parse_att
 from robustal.config import make_config
 from robustal.errors import ConfigError
 from robustal.evaluation import evaluate
+from robustal.experiments import evaluate as evaluate_module
 from robustal.experiments.evaluate import evaluate_run, evaluate_study, evaluation_file
 from robustal.experiments.runner import run_study
 from robustal.experiments.spec import StudySpec
 from robustal.experiments.store import study_results
 from robustal.loop import load_checkpoint, run_active_learning
+from robustal.seeding import derive_seed
 
 from study_helpers import tiny_spec
 
@@ -155,3 +157,23 @@ def test_an_l2_run_is_evaluated_by_autoattack_under_l2(tmp_path, digits):
     assert linf.robust_accuracy == 0.0
     with pytest.raises(ConfigError, match="unknown norm 'l1'"):
         autoattack_accuracy(model, digits.test.subset(slice(0, 4)), 1.0, torch.device("cpu"), norm="l1")
+
+
+def test_autoattack_attacks_the_runs_folded_fp32_model_with_the_plain_models_result(tmp_path, digits, monkeypatch):
+    config = make_config(**tiny_settings(epochs=3, eps=0.1, lr=0.01, channels_last=True, fold_batchnorm=True))
+    run_active_learning(config, tmp_path, dataset=digits)
+    attacked = []
+    real = evaluate_module.autoattack_accuracy
+    monkeypatch.setattr(evaluate_module, "autoattack_accuracy", lambda model, *a, **k: attacked.append(model) or real(model, *a, **k))
+    stored, _ = evaluate_run(tmp_path, "apgd-ce,apgd-t", samples=60)
+    # the view with BatchNorm folded into the convolutions, in fp32
+    assert isinstance(attacked[0], torch.fx.GraphModule)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in attacked[0].modules())
+    assert stored["execution"] == {"precision": "fp32", "channels_last": True, "fold_batchnorm": True}
+    # the same numbers as the plain model's, up to float rounding (at most 2 of the 60 points)
+    model, _, _ = load_checkpoint(tmp_path)
+    seed = derive_seed(config.seed, "autoattack") % 2**31
+    plain = autoattack_accuracy(model, digits.test.subset(slice(0, 60)), config.eps, torch.device("cpu"), ATTACKS, seed)
+    assert stored["clean_accuracy"] == plain.clean_accuracy
+    assert abs(stored["robust_accuracy"] - plain.robust_accuracy) <= 2 / 60
+    assert 0 < plain.robust_accuracy < plain.clean_accuracy
