@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copy the small result files of a reproduction study into docs/reproduction/study (to commit):
 # the spec and manifest, and for every finished run or retraining job its settings, per-round
-# results, summary and AutoAttack evaluations. Never checkpoints (*.pt) or datasets.
+# results, summary and AutoAttack evaluations (replacing what was collected of the same job
+# before). Never checkpoints (*.pt) or datasets.
 #   bash docs/reproduction/collect.sh /work/study-out/reproduce
 set -euo pipefail
 src=${1:?usage: collect.sh STUDY_DIR}
@@ -13,7 +14,9 @@ for kind in runs retrain; do
   for dir in "$src/$kind"/*/; do
     [ -f "$dir/done.json" ] || continue
     out="$dst/$kind/$(basename "$dir")"
-    mkdir -p "$out"
+    # the job as computed there: a recomputed job's older files (e.g. an evaluation of the model
+    # an earlier computation trained) do not survive next to it
+    rm -rf "$out" && mkdir -p "$out"
     find "$dir" -maxdepth 1 -type f \( -name '*.json' -o -name '*.parquet' \) ! -name '.*' -exec cp {} "$out/" \;
   done
 done
