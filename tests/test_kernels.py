@@ -1,4 +1,4 @@
-"""The fused CPU kernels (conv 1 -> C, ReLU, 2x2 max pooling) compute what the three layers compute."""
+"""The fused CPU kernels (conv, ReLU, 2x2 max pooling) compute what the three layers compute."""
 
 import copy
 
@@ -19,9 +19,9 @@ def unfused(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(F.relu(conv(x)), 2)
 
 
-def block(channels: int, size: int, padding: int = 0, seed: int = 0) -> nn.Conv2d:
+def block(channels: int, size: int, padding: int = 0, seed: int = 0, in_channels: int = 1) -> nn.Conv2d:
     torch.manual_seed(seed)
-    return nn.Conv2d(1, channels, size, padding=padding).requires_grad_(False)
+    return nn.Conv2d(in_channels, channels, size, padding=padding).requires_grad_(False)
 
 
 def output_and_input_gradient(layer, x: torch.Tensor, upstream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,12 +32,15 @@ def output_and_input_gradient(layer, x: torch.Tensor, upstream: torch.Tensor) ->
 
 
 @pytest.mark.parametrize(
-    "batch, channels, size, padding, image",
-    [(7, 6, 5, 0, 32), (3, 6, 5, 2, 28), (1, 4, 3, 0, 31), (5, 8, 3, 1, 12), (2, 6, 5, 0, 30)],
-)
-def test_fused_block_matches_conv_relu_pool(batch, channels, size, padding, image):
-    conv = block(channels, size, padding)
-    x = torch.rand(batch, 1, image, image, generator=torch.Generator().manual_seed(1))
+    "batch, in_channels, channels, size, padding, image",
+    [
+        (7, 1, 6, 5, 0, 32), (3, 1, 6, 5, 2, 28), (1, 1, 4, 3, 0, 31), (5, 1, 8, 3, 1, 12), (2, 1, 6, 5, 0, 30),
+        (6, 6, 16, 5, 0, 14), (3, 3, 8, 3, 1, 12), (2, 16, 32, 3, 1, 9), (4, 5, 7, 3, 0, 13), (2, 1, 4, 9, 0, 20),
+    ],
+)  # fmt: skip
+def test_fused_block_matches_conv_relu_pool(batch, in_channels, channels, size, padding, image):
+    conv = block(channels, size, padding, in_channels=in_channels)
+    x = torch.rand(batch, in_channels, image, image, generator=torch.Generator().manual_seed(1))
     rows = (image + 2 * padding - size + 1) // 2  # odd convolution outputs drop their last row
     upstream = torch.randn(batch, channels, rows, rows, generator=torch.Generator().manual_seed(2))
     fused, fused_gradient = output_and_input_gradient(kernels.FusedConvReluPool(conv), x, upstream)
@@ -49,13 +52,14 @@ def test_fused_block_matches_conv_relu_pool(batch, channels, size, padding, imag
     assert torch.get_num_threads() == 1  # as conftest set it: numba's start-up must not change it
 
 
-def test_ties_and_zeros_route_the_gradient_like_aten():
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_ties_and_zeros_route_the_gradient_like_aten(in_channels):
     # small integers: every sum is exact, many windows hold equal maxima or only zeros
-    conv = block(6, 3)
+    conv = block(6, 3, in_channels=in_channels)
     with torch.no_grad():
         conv.weight.copy_(torch.randint(-1, 2, conv.weight.shape).float())
         conv.bias.zero_()
-    x = torch.randint(0, 3, (4, 1, 14, 14), generator=torch.Generator().manual_seed(0)).float()
+    x = torch.randint(0, 3, (4, in_channels, 14, 14), generator=torch.Generator().manual_seed(0)).float()
     upstream = torch.randn(4, 6, 6, 6, generator=torch.Generator().manual_seed(3))
     fused, fused_gradient = output_and_input_gradient(kernels.FusedConvReluPool(conv), x, upstream)
     reference, reference_gradient = output_and_input_gradient(lambda t: unfused(conv, t), x, upstream)
@@ -83,7 +87,8 @@ def test_layers_run_unfused_where_the_kernels_do_not_apply():
 def test_rewrite_fuses_only_whole_chains_and_needs_numba(monkeypatch):
     plain = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
     traced = fx.symbolic_trace(plain)
-    assert kernels.fuse_conv_relu_pool(traced) == 1  # the second convolution has six input channels
+    assert kernels.fuse_conv_relu_pool(traced) == 2
+    assert sum(isinstance(m, kernels.FusedConvReluPool) for m in traced.modules()) == 2
     x = torch.rand(3, 1, 32, 32)
     torch.testing.assert_close(traced(x), plain(x), rtol=1e-5, atol=1e-6)
     assert isinstance(plain[0], nn.Conv2d) and isinstance(plain[1], nn.ReLU)  # the model itself is unchanged

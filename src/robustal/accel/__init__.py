@@ -9,7 +9,7 @@ floating-point rounding (bf16 excepted, which is a declared numerics change):
   attacks run on its attack view, replayed as CUDA graphs where asked.
 - folding.py: the attack view, a traced copy of the eval-mode model with BatchNorm folded into
   convolutions (and the fused kernels below swapped in).
-- kernels.py: numba kernels of LeNet-style first blocks (optional extra ``robustal[fast]``).
+- kernels.py: numba kernels of Conv2d -> ReLU -> MaxPool2d(2) blocks (optional extra ``robustal[fast]``).
 - cuda_graphs.py: capture and replay of attack loops on GPUs.
 - hardware.py: what the CPU or GPU supports, and the settings ``fast`` resolves to there.
 """

@@ -65,7 +65,7 @@ class _WholeInputConv(nn.Module):
 
 class _FoldedBatchNorm:
     """A traced copy of a model's forward in which every Conv2d -> BatchNorm2d pair is one Conv2d,
-    each one-channel Conv2d -> ReLU -> MaxPool2d(2) chain is one fused CPU kernel
+    each Conv2d -> ReLU -> MaxPool2d(2) chain is one fused CPU kernel
     (`robustal.accel.kernels`), and every convolution without padding runs as a matrix product on
     inputs the size of its kernel (`_WholeInputConv`).
 
@@ -135,7 +135,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
     In eval mode a BatchNorm is an affine map, so folding it into the preceding convolution
     computes the same function (up to float rounding) with one layer less forward and
-    backward: what attacks evaluate 40 to 50 times per batch. The view also runs one-channel
+    backward: what attacks evaluate 40 to 50 times per batch. The view also runs stride-1
     Conv2d -> ReLU -> MaxPool2d(2) chains as fused CPU kernels (`robustal.accel.kernels`) and
     convolutions whose kernel covers their input as matrix products. The traced structure is built
     once per model (torch.fx) and cached; the folded weights are recomputed from the live

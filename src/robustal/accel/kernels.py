@@ -1,13 +1,16 @@
-"""Fused CPU kernels for attacks: a one-channel convolution, ReLU and 2x2 max pooling in one pass.
+"""Fused CPU kernels for attacks: a convolution, ReLU and 2x2 max pooling as one block.
 
-LeNet-5's first block (Conv2d(1 -> 6, 5x5) -> ReLU -> MaxPool2d(2)) takes most of a PGD step on
-a CPU: oneDNN runs a convolution with one input channel far below peak (its input gradient costs
-3.5x its forward) and ATen's pooling costs as much again. Here the block is two numba kernels:
+LeNet-style blocks (Conv2d -> ReLU -> MaxPool2d(2)) take most of a PGD step on a CPU: ATen's
+pooling and its backward cost as much as the convolution, and oneDNN computes the convolution's
+input gradient densely although the pooling passes gradient to one position in four. Here:
 
-- forward: the convolution, bias, ReLU and pooling per image and channel, keeping the pooled
+- forward: oneDNN's convolution, then one numba pass for ReLU and pooling that keeps the pooled
   value and which of the four window positions it came from;
 - input gradient: each pooled gradient goes back through its one winning position only (the
   other three, and windows the ReLU zeroed, get none), so it costs a quarter of a convolution's.
+  With several input channels the kernel adds a contiguous run of `kernel size x input channels`
+  weights per kernel row (channels-last), which vectorises; with one input channel (a first
+  layer, kernels up to 8 wide) each kernel row is one vector of 8, zero-padded.
 
 Both compute in float32 and match ATen's semantics (the first maximum of a window wins, no
 gradient through a ReLU at zero), so results agree with the unfused block up to float rounding.
@@ -34,48 +37,73 @@ except ImportError:  # the fused path is an optimisation: without numba, layers 
 if numba is not None:
 
     @numba.njit(parallel=True)
-    def _block_forward(x, weight, bias, pooled, winner):  # pragma: no cover - compiled by numba
-        """x (B, H, W); weight (C, K, K); bias (C); pooled, winner (B, H', W', C), written."""
-        images, height, width = x.shape
-        channels, size, _ = weight.shape
-        rows, cols = height - size + 1, width - size + 1
+    def _relu_pool_forward(conv, pooled, winner):  # pragma: no cover - compiled by numba
+        """conv (B, H, W, C); pooled, winner (B, H // 2, W // 2, C), written."""
+        images, height, width, channels = conv.shape
         for n in numba.prange(images):
-            conv = np.empty((rows, cols), dtype=np.float32)
-            for c in range(channels):
-                conv[:, :] = bias[c]
-                for ki in range(size):
-                    for kj in range(size):
-                        w = weight[c, ki, kj]
-                        for i in range(rows):
-                            for j in range(cols):
-                                conv[i, j] += x[n, i + ki, j + kj] * w
-                for p in range(rows // 2):
-                    for q in range(cols // 2):
-                        best, position = conv[2 * p, 2 * q], 0
+            for p in range(height // 2):
+                for q in range(width // 2):
+                    for c in range(channels):
+                        best, position = conv[n, 2 * p, 2 * q, c], 0
                         for k in range(1, 4):  # window order (0,0) (0,1) (1,0) (1,1): first maximum wins
-                            value = conv[2 * p + k // 2, 2 * q + k % 2]
+                            value = conv[n, 2 * p + k // 2, 2 * q + k % 2, c]
                             if value > best:
                                 best, position = value, k
                         pooled[n, p, q, c] = best if best > 0 else 0.0
                         winner[n, p, q, c] = position
 
+    _U = np.uint64  # unsigned indices: numba then skips its negative-index check, and LLVM vectorises
+    LANES = 8  # one AVX2 vector of float32: a first layer's kernel rows are zero-padded to it
+
     @numba.njit(parallel=True)
-    def _block_input_gradient(gradient, pooled, winner, weight, x_gradient):  # pragma: no cover
-        """gradient, pooled, winner (B, H', W', C); weight (C, K, K); x_gradient (B, H, W), zeroed."""
+    def _one_channel_input_gradient(gradient, pooled, winner, weight, x_gradient):  # pragma: no cover
+        """gradient, pooled, winner (B, H', W', C); weight (C, K, LANES), kernel rows zero-padded;
+        x_gradient (B, H, W), written."""
         images, rows, cols, channels = gradient.shape
-        size = weight.shape[1]
+        height, width = x_gradient.shape[1], x_gradient.shape[2]
+        taps, lanes = _U(weight.shape[1]), _U(LANES)
+        row_length = _U(width + LANES)  # room for the padded tail of a row's last kernel position
         for n in numba.prange(images):
+            image = np.zeros(height * (width + LANES), dtype=np.float32)  # fresh: provably unaliased
             for p in range(rows):
                 for q in range(cols):
                     for c in range(channels):
                         g = gradient[n, p, q, c]
                         if g == 0 or pooled[n, p, q, c] <= 0:
                             continue
-                        i = 2 * p + winner[n, p, q, c] // 2
-                        j = 2 * q + winner[n, p, q, c] % 2
-                        for ki in range(size):
-                            for kj in range(size):
-                                x_gradient[n, i + ki, j + kj] += g * weight[c, ki, kj]
+                        k = _U(winner[n, p, q, c])
+                        i, j = _U(2 * p) + k // _U(2), _U(2 * q) + k % _U(2)
+                        for ki in range(taps):
+                            target = (i + ki) * row_length + j
+                            for t in range(lanes):  # one vector: the padding adds g * 0
+                                image[target + t] += g * weight[c, ki, t]
+            x_gradient[n] = image.reshape(height, width + LANES)[:, :width]
+
+    @numba.njit(parallel=True)
+    def _input_gradient(gradient, pooled, winner, weight, x_gradient, height, size, in_channels):  # pragma: no cover
+        """gradient, pooled, winner (B, H', W', C); weight (C * K * K * Cin,) as (C, K, K, Cin);
+        x_gradient (B, H * W * Cin) as (B, H, W, Cin), written."""
+        images, rows, cols, channels = gradient.shape
+        image_length = x_gradient.shape[1]
+        row_length = _U(image_length // height)
+        span = _U(size * in_channels)  # one kernel row of every input channel: contiguous in both
+        depth, taps = _U(in_channels), _U(size)
+        for n in numba.prange(images):
+            image = np.zeros(image_length, dtype=np.float32)  # a fresh array: provably unaliased
+            for p in range(rows):
+                for q in range(cols):
+                    for o in range(channels):
+                        g = gradient[n, p, q, o]
+                        if g == 0 or pooled[n, p, q, o] <= 0:
+                            continue
+                        k = _U(winner[n, p, q, o])
+                        i, j = _U(2 * p) + k // _U(2), _U(2 * q) + k % _U(2)
+                        for ki in range(taps):
+                            target = (i + ki) * row_length + j * depth
+                            source = (_U(o) * taps + ki) * span
+                            for t in range(span):
+                                image[target + t] += g * weight[source + t]
+            x_gradient[n, :] = image
 
 
 @contextlib.contextmanager
@@ -92,46 +120,48 @@ def _torch_threads() -> Iterator[None]:
 
 
 class _ConvReluPool(torch.autograd.Function):
-    """The fused block on a (B, 1, H, W) float32 CPU input, differentiable with respect to it."""
+    """The fused block on a (B, Cin, H, W) float32 CPU input, differentiable with respect to it."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        images, _, height, width = x.shape
-        channels, size = weight.shape[0], weight.shape[-1]
-        rows, cols = (height - size + 1) // 2, (width - size + 1) // 2
-        kernel = weight.detach().float().reshape(channels, size, size).contiguous()
-        pooled = torch.empty(images, rows, cols, channels)
-        winner = torch.empty(images, rows, cols, channels, dtype=torch.uint8)
+        with torch.autocast("cpu", enabled=False):
+            conv = F.conv2d(x.detach(), weight.detach().float(), bias.detach().float())
+        images, channels, height, width = conv.shape
+        pooled = torch.empty(images, height // 2, width // 2, channels)
+        winner = torch.empty(images, height // 2, width // 2, channels, dtype=torch.uint8)
         with _torch_threads():
-            _block_forward(
-                x.detach().reshape(images, height, width).contiguous().numpy(),
-                kernel.numpy(),
-                bias.detach().float().contiguous().numpy(),
-                pooled.numpy(),
-                winner.numpy(),
-            )
+            _relu_pool_forward(conv.permute(0, 2, 3, 1).contiguous().numpy(), pooled.numpy(), winner.numpy())
+        # the weights as the input gradient's kernel reads them: (C, K, LANES) or flat (C, K, K, Cin)
+        in_channels, size = weight.shape[1], weight.shape[-1]
+        ctx.padded_rows = in_channels == 1 and size <= LANES
+        if ctx.padded_rows:
+            kernel = weight.new_zeros(channels, size, LANES, dtype=torch.float32)
+            kernel[:, :, :size] = weight.detach().reshape(channels, size, size)
+        else:
+            kernel = weight.detach().float().permute(0, 2, 3, 1).contiguous().view(-1)
         ctx.save_for_backward(pooled, winner, kernel)
-        ctx.input_shape = x.shape
+        ctx.input_shape, ctx.size = x.shape, size
         return pooled.permute(0, 3, 1, 2)  # (B, C, H', W') in channels-last memory
 
     @staticmethod
     def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         pooled, winner, kernel = ctx.saved_tensors
-        images, _, height, width = ctx.input_shape
-        x_gradient = torch.zeros(images, height, width)
+        images, in_channels, height, width = ctx.input_shape
+        gradient = gradient.permute(0, 2, 3, 1).float().contiguous().numpy()
         with _torch_threads():
-            _block_input_gradient(
-                gradient.permute(0, 2, 3, 1).float().contiguous().numpy(),
-                pooled.numpy(),
-                winner.numpy(),
-                kernel.numpy(),
-                x_gradient.numpy(),
+            if ctx.padded_rows:
+                x_gradient = torch.empty(images, height, width)
+                _one_channel_input_gradient(gradient, pooled.numpy(), winner.numpy(), kernel.numpy(), x_gradient.numpy())
+                return x_gradient.view(ctx.input_shape), None, None
+            x_gradient = torch.empty(images, height * width * in_channels)
+            _input_gradient(
+                gradient, pooled.numpy(), winner.numpy(), kernel.numpy(), x_gradient.numpy(), height, ctx.size, in_channels
             )
-        return x_gradient.view(ctx.input_shape), None, None
+        return x_gradient.view(images, height, width, in_channels).permute(0, 3, 1, 2), None, None
 
 
 class FusedConvReluPool(nn.Module):
-    """``max_pool2d(relu(conv(x)), 2)`` for a one-input-channel `conv`: the fused kernels on
+    """``max_pool2d(relu(conv(x)), 2)`` for a stride-1 `conv`: the fused kernels on
     float32 CPU inputs when only the input needs a gradient (what attacks ask), the three layers
     otherwise. Under bf16 autocast the fused block still computes in float32."""
 
@@ -154,7 +184,6 @@ class FusedConvReluPool(nn.Module):
 def _fusable_conv(module: nn.Module | None) -> bool:
     return (
         isinstance(module, nn.Conv2d)
-        and module.in_channels == 1
         and module.kernel_size[0] == module.kernel_size[1]
         and module.stride == (1, 1)
         and module.dilation == (1, 1)
@@ -180,7 +209,7 @@ def _pools_2x2(module: nn.Module | None) -> bool:
 
 
 def fuse_conv_relu_pool(module: fx.GraphModule) -> int:
-    """Replace each Conv2d(1 -> C) -> ReLU -> MaxPool2d(2) chain of modules in `module`'s graph
+    """Replace each Conv2d -> ReLU -> MaxPool2d(2) chain of modules in `module`'s graph
     (each output used only by the next) with one `FusedConvReluPool`; return how many. Changes
     nothing without numba. The containers changed are the traced copy's own (torch.fx copies the
     module tree down to its leaves), so the model traced stays as it is."""
