@@ -130,13 +130,13 @@ class _ConvReluPool(torch.autograd.Function):
         pooled = torch.empty(images, height // 2, width // 2, channels)
         winner = torch.empty(images, height // 2, width // 2, channels, dtype=torch.uint8)
         with _torch_threads():
-            _relu_pool_forward(conv.permute(0, 2, 3, 1).contiguous().numpy(), pooled.numpy(), winner.numpy())
+            # read in place whatever oneDNN's layout (NCHW after a one-channel input): a copy costs more
+            _relu_pool_forward(conv.permute(0, 2, 3, 1).numpy(), pooled.numpy(), winner.numpy())
         # the weights as the input gradient's kernel reads them: (C, K, LANES) or flat (C, K, K, Cin)
         in_channels, size = weight.shape[1], weight.shape[-1]
         ctx.padded_rows = in_channels == 1 and size <= LANES
         if ctx.padded_rows:
-            kernel = weight.new_zeros(channels, size, LANES, dtype=torch.float32)
-            kernel[:, :, :size] = weight.detach().reshape(channels, size, size)
+            kernel = F.pad(weight.detach().float().reshape(channels, size, size), (0, LANES - size))
         else:
             kernel = weight.detach().float().permute(0, 2, 3, 1).contiguous().view(-1)
         ctx.save_for_backward(pooled, winner, kernel)
