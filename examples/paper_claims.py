@@ -29,10 +29,18 @@ def scores_with_autoattack(results) -> pd.DataFrame:
     scores = run_scores(results.rounds, ["dataset"])
     rounds = results.rounds
     final = rounds[rounds.groupby("run_id")["round"].transform("max") == rounds["round"]]
-    column = "autoattack_robust_accuracy"
-    evaluated = final.set_index("run_id")[column] if column in final.columns else pd.Series(dtype=float)
-    scores["autoattack"] = scores["run_id"].map(evaluated)
+    for column, name in (("autoattack_robust_accuracy", "autoattack"), ("autoattack_samples", "autoattack_samples")):
+        evaluated = final.set_index("run_id")[column] if column in final.columns else pd.Series(dtype=float)
+        scores[name] = scores["run_id"].map(evaluated)
     return scores
+
+
+def test_images(rows: pd.DataFrame) -> str:
+    """How many test images AutoAttack ran on in `rows` (a range when the runs differ)."""
+    counts = sorted({int(n) for n in rows["autoattack_samples"].dropna()})
+    if not counts:
+        return "not evaluated"
+    return f"{counts[0]:,} test images" if len(counts) == 1 else f"{counts[0]:,}-{counts[-1]:,} test images"
 
 
 def claims(scores: pd.DataFrame, dataset: str) -> list[str]:
@@ -44,6 +52,7 @@ def claims(scores: pd.DataFrame, dataset: str) -> list[str]:
     means = by_function[["final_robust_accuracy", "area_robust_accuracy", "final_clean_accuracy", "autoattack"]].mean()
     random = means.loc[BASELINE]
     lines = [f"\n### {dataset}: robust AL at {int(robust['labeled'].max())} labels, {robust['seed'].nunique()} seeds\n",
+             f"AutoAttack (APGD-CE + APGD-T) on {test_images(rows)}; PGD-50 on the run's test split.\n",
              "| function | accuracy | robustness (PGD-50) | robustness, area under curve | robustness (AutoAttack) |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     for function, group in by_function:
