@@ -136,6 +136,24 @@ def test_overflow_ranks_are_served_while_the_next_round_trains(project, digits_f
     assert summary.labeled == 31  # the overflow label trained too
 
 
+def test_a_trainer_row_whose_pid_now_names_a_later_process_does_not_count(project, digits_folder):
+    _, truth = digits_folder
+    label_open_items(project, truth, count=30)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with project.store.write() as connection:
+            run = trainer.register_trainer(connection, sleeper.pid)
+        assert project.progress().training  # written after the process started: it is the trainer
+        with project.store.write() as connection:  # the row an hour older than the process: a reused pid
+            connection.execute("UPDATE trainer_runs SET started_at = ? WHERE id = ?", ("2000-01-01T00:00:00.000+00:00", run))
+        assert not project.progress().training
+        (summary,) = trainer.run_trainer(project)  # another trainer may claim the project
+        assert summary.round == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_a_failed_round_is_reported_and_retried_after_a_new_label(project, digits_folder):
     _, truth = digits_folder
     while (item := project.next_item("a")) is not None:

@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,36 @@ def process_alive(pid: int) -> bool:
         return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+# a process that started this long after its trainer row was written is not that trainer: its
+# pid was reused after the trainer died (/proc's start time has 1 s and 10 ms resolutions)
+PID_REUSE_SLACK_S = 2.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch (Linux /proc); None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime, in clock ticks
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def live_trainer(connection):
+    """The store's trainer row (pid, run) while its process runs; None when it died, or when its
+    pid now belongs to a process that started after the row was written (a reused pid)."""
+    row = connection.execute(
+        "SELECT t.pid, t.run, r.started_at FROM trainer t LEFT JOIN trainer_runs r ON r.id = t.run"
+    ).fetchone()
+    if row is None or not process_alive(row["pid"]):
+        return None
+    started = process_start_time(row["pid"])
+    if started is not None and row["started_at"] is not None:
+        if started > datetime.fromisoformat(row["started_at"]).timestamp() + PID_REUSE_SLACK_S:
+            return None
+    return row
 
 
 def check_annotator(annotator: str) -> str:
@@ -584,9 +615,9 @@ def _finished(connection, current: int) -> bool:
 
 
 def _running_trainer(connection) -> int | None:
-    """The pid of the running trainer, None when none runs (a dead one's row is ignored)."""
-    row = connection.execute("SELECT pid FROM trainer").fetchone()
-    return int(row["pid"]) if row and process_alive(row["pid"]) else None
+    """The pid of the running trainer, None when none runs (see `live_trainer`)."""
+    row = live_trainer(connection)
+    return None if row is None else int(row["pid"])
 
 
 def round_due(connection) -> bool:

@@ -42,7 +42,7 @@ from robustal.label.project import (
     LabelProject,
     RoundSummary,
     _current_round,
-    process_alive,
+    live_trainer,
     register_trainer,
     round_due,
 )
@@ -79,8 +79,8 @@ def claim(project: LabelProject) -> int:
         row = connection.execute("SELECT pid, run FROM trainer").fetchone()
         if row is not None and row["pid"] == pid:
             return int(row["run"])
-        if row is not None and process_alive(row["pid"]):
-            raise ConfigError(f"{project.path}: another trainer runs (pid {row['pid']}); wait for it to finish")
+        if (other := live_trainer(connection)) is not None:
+            raise ConfigError(f"{project.path}: another trainer runs (pid {other['pid']}); wait for it to finish")
         return register_trainer(connection, pid)
 
 
