@@ -1,4 +1,4 @@
-"""ActiveLearner.relabel and ignore: corrections of real labelers, kept through a checkpoint."""
+"""ActiveLearner.relabel, ignore and unignore: corrections of real labelers, kept through a checkpoint."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ def test_ignore_leaves_an_index_out_of_the_pool_and_teach_brings_it_back(learner
     assert not np.isin(learner.query(len(learner.pool_indices)), [1, 8]).any()
     learner.teach(np.array([8]), np.array([5]))
     assert learner.labels[8] == 5 and not learner.ignored[8] and learner.labeled_indices.tolist() == [3, 4, 8]
+
+
+def test_unignore_puts_indices_back_in_the_pool_unlabeled(learner):
+    learner.ignore(1)
+    learner.ignore(8)
+    learner.unignore(np.array([1, 8, 9]))  # 9 was never ignored: unchanged
+    assert not learner.ignored.any() and {1, 8, 9} <= set(learner.pool_indices.tolist())
+    assert learner.labels[1] == -1 and learner.labeled_indices.tolist() == [3, 4]  # the dropped label stays dropped
+    with pytest.raises(ConfigError, match="outside the pool"):
+        learner.unignore(np.array([-1]))
 
 
 def test_corrections_survive_a_checkpoint(learner, digits):

@@ -157,6 +157,14 @@ class ActiveLearner:
             self.labeled_indices = self.labeled_indices[self.labeled_indices != index]
         self.ignored[index] = True
 
+    def unignore(self, indices: np.ndarray) -> None:
+        """Put ignored `indices` back in the pool, unlabeled (e.g. an annotator took a skip back);
+        indices that are not ignored stay as they are."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        for index in indices:
+            self._check_index(int(index))
+        self.ignored[indices] = False
+
     def fit(self) -> FitResult:
         """Train on the labeled set (`robustal.training.fit`: the first round with the plan's
         `warm_up` regime when it has one); keeps the best epoch and counts a round."""

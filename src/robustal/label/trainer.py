@@ -140,7 +140,7 @@ def sync_labels(learner: ActiveLearner, labels: Labels) -> dict[str, int]:
     for index in np.flatnonzero((labels.train_skipped | (known >= 0)) & (wanted < 0) & ~learner.ignored):
         learner.ignore(int(index))
         counts["ignored"] += 1
-    learner.ignored[(wanted < 0) & ~labels.train_skipped] = False  # an undone skip: back in the pool
+    learner.unignore(np.flatnonzero(learner.ignored & (wanted < 0) & ~labels.train_skipped))  # an undone skip
     new = np.flatnonzero((wanted >= 0) & (known < 0))
     if len(new):
         learner.teach(new, wanted[new])
