@@ -10,6 +10,7 @@ import argparse
 
 import torch
 
+from robustal.accel import Execution
 from robustal.attacks import PGD
 from robustal.data import load_dataset
 from robustal.evaluation import evaluate
@@ -27,10 +28,13 @@ def main() -> None:
     torch.set_num_threads(1)
     model, config, _ = load_checkpoint(args.run)
     split = load_dataset(config.dataset, config.data_root, config.image_size).test.subset(slice(0, args.n))
+    # the run's memory format and folded BatchNorm, in fp32 (as `robustal evaluate` attacks)
+    execution = Execution(precision="fp32", channels_last=config.channels_last, fold_batchnorm=config.fold_batchnorm)
+    model = execution.prepare(model).eval()
     print(f"| PGD steps | step size | robust accuracy (eps {config.eps}, {args.n} images) |\n|---:|---:|---:|")
     for steps, step_size in SETTINGS:
         attack = PGD(config.eps, step_size, steps, True)
-        metrics = evaluate(model, split, torch.device("cpu"), attack, torch_generator(config.seed, "pgd-strength"))
+        metrics = evaluate(model, split, execution, attack, torch_generator(config.seed, "pgd-strength"))
         print(f"| {steps} | {step_size} | {100 * metrics.robust_accuracy:.2f} % |")
 
 
