@@ -17,7 +17,7 @@ for kind in runs retrain; do
     # the job as computed there: a recomputed job's older files (e.g. an evaluation of the model
     # an earlier computation trained) do not survive next to it
     rm -rf "$out" && mkdir -p "$out"
-    find "$dir" -maxdepth 1 -type f \( -name '*.json' -o -name '*.parquet' \) ! -name '.*' -exec cp {} "$out/" \;
+    find "$dir" -maxdepth 1 -type f \( -name '*.json' -o -name '*.parquet' \) ! -name '.*' ! -name 'earlier-*' -exec cp {} "$out/" \;
   done
 done
 echo "collected $(ls "$dst/runs" 2>/dev/null | wc -l) runs, $(ls "$dst/retrain" 2>/dev/null | wc -l) retraining jobs into $dst"

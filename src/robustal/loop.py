@@ -41,6 +41,7 @@ from robustal.rundir import (
     atomic_write,
     read_config,
     round_checkpoint_name,
+    set_aside_evaluations,
     write_config,
 )
 from robustal.seeding import derive_seed, numpy_rng, torch_generator
@@ -333,6 +334,8 @@ def run_active_learning(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         records = _resume(out, config, learner)
+        if not records:  # a first round: evaluations in the directory attacked an earlier computation's model
+            set_aside_evaluations(out)
         if records:
             # the checkpoint holds every finished round: rewrite them, so a damaged rounds.parquet is repaired
             ROUNDS.write(out, run_identity(config), records)

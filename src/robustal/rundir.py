@@ -40,6 +40,23 @@ EVALUATION_PREFIX = "autoattack-"  # evaluations of `robustal evaluate`: autoatt
 STATES = ("done", "failed", "partial", "pending", "damaged")
 
 
+EARLIER_PREFIX = "earlier-"  # evaluations of a model that a run starting over replaced: kept, not read
+
+
+def set_aside_evaluations(job_dir: Path) -> list[Path]:
+    """Rename the AutoAttack evaluations in `job_dir` to ``earlier-...`` (a number added where
+    that name is taken): the run starts over from its first round, so they attacked a model that
+    its new computation replaces (on another CPU or version it differs). Returns the new paths."""
+    moved = []
+    for path in sorted(job_dir.glob(f"{EVALUATION_PREFIX}*.json")):
+        target, number = path.with_name(EARLIER_PREFIX + path.name), 1
+        while target.exists():
+            target, number = path.with_name(f"{EARLIER_PREFIX}{number}-{path.name}"), number + 1
+        path.rename(target)
+        moved.append(target)
+    return moved
+
+
 def round_checkpoint_name(round_number: int) -> str:
     """The file name of round `round_number`'s checkpoint, kept with ``keep_round_checkpoints``."""
     return f"checkpoint-round-{round_number:02d}.pt"

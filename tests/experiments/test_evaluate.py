@@ -1,6 +1,7 @@
 """`robustal evaluate`: AutoAttack through the official code on a run and a study, stored and resumable."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from robustal.experiments.evaluate import evaluate_run, evaluate_study, evaluati
 from robustal.experiments.runner import run_study
 from robustal.experiments.spec import StudySpec
 from robustal.experiments.store import study_results
-from robustal.loop import load_checkpoint, run_active_learning
+from robustal.loop import load_checkpoint, read_run_config, run_active_learning
 from robustal.seeding import derive_seed
 
 from study_helpers import tiny_spec
@@ -177,3 +178,16 @@ def test_autoattack_attacks_the_runs_folded_fp32_model_with_the_plain_models_res
     assert stored["clean_accuracy"] == plain.clean_accuracy
     assert abs(stored["robust_accuracy"] - plain.robust_accuracy) <= 2 / 60
     assert 0 < plain.robust_accuracy < plain.clean_accuracy
+
+
+def test_a_run_that_starts_over_sets_its_earlier_evaluations_aside(robust_run, tmp_path, digits):
+    run = tmp_path / "run"
+    shutil.copytree(robust_run, run)
+    first, _ = evaluate_run(run, "apgd-ce", samples=20)
+    (run / "checkpoint.pt").unlink()  # as committed results are: no checkpoint, so the run starts over
+    run_active_learning(read_run_config(run), run, dataset=digits)
+    kept = run / ("earlier-" + evaluation_file(run, ("apgd-ce",), 20).name)
+    assert json.loads(kept.read_text()) == first  # kept, under a name nothing reads
+    assert not evaluation_file(run, ("apgd-ce",), 20).exists()
+    again, computed = evaluate_run(run, "apgd-ce", samples=20)  # the new model is attacked afresh
+    assert computed and again["run_id"] == first["run_id"]
