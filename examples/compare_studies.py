@@ -3,7 +3,8 @@ runs (same ids: same settings and seeds) are computed again, on another CPU or b
 
 Per dataset, training and acquisition function, over the runs both studies finished: the mean
 final accuracy, PGD robustness and AutoAttack robustness of each computation and the difference,
-and per run the largest change. Prints Markdown.
+and per run the largest change; "identical": runs whose accuracy and robustness curves (final values
+and areas) are bit for bit the same. Prints Markdown.
 
     python examples/compare_studies.py FIRST_STUDY SECOND_STUDY
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pandas as pd
 
 from robustal.report.results import FUNCTION, load_study_results
@@ -43,11 +45,13 @@ def compare(first: pd.DataFrame, second: pd.DataFrame) -> list[str]:
     lines = [
         f"{len(both)} runs finished in both. Means over seeds in %, difference in points (second - first);"
         " AutoAttack on the test images each computation evaluated.\n",
-        "| dataset | training | function | runs | " + " | ".join(f"{label} (first / second / diff)" for label in MEASURES.values()) + " |",
-        "|---|---|---|---:|" + "---|" * len(MEASURES),
+        "| dataset | training | function | runs | identical | " + " | ".join(f"{label} (first / second / diff)" for label in MEASURES.values()) + " |",
+        "|---|---|---|---:|---:|" + "---|" * len(MEASURES),
     ]
+    curves = [f"{kind}_{metric}" for kind in ("final", "area") for metric in ("clean_accuracy", "robust_accuracy")]
+    both["identical"] = np.logical_and.reduce([both[f"{c}_1"] == both[f"{c}_2"] for c in curves])
     for key, rows in both.groupby(KEYS):
-        cells = []
+        cells = [str(int(rows["identical"].sum()))]
         for column in MEASURES:
             a, b = rows[f"{column}_1"].mean(), rows[f"{column}_2"].mean()
             cells.append(f"{pct(a)} / {pct(b)} / {'n/a' if pd.isna(a) or pd.isna(b) else f'{100 * (b - a):+.2f}'}")
